@@ -1,0 +1,100 @@
+//! Read-only configuration that user space writes into the eBPF object before
+//! load: kernel struct offsets read from the running kernel's BTF, and the
+//! in-kernel filters. Nothing kernel-specific is compiled into the programs.
+
+/// Byte offsets of the kernel fields the programs read. Taken from the
+/// running kernel's BTF; a field the kernel lacks is `OFFSET_NONE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_len: u32,
+    pub skb_mark: u32,
+    pub skb_protocol: u32,
+    pub skb_mac_header: u32,
+    pub skb_network_header: u32,
+    pub skb_tail: u32,
+    pub skb_dev: u32,
+    pub skb_sk: u32,
+    pub dev_ifindex: u32,
+    pub dev_name: u32,
+    pub dev_mtu: u32,
+    /// `net_device.nd_net.net` (a `possible_net_t`).
+    pub dev_nd_net: u32,
+    /// `sock.__sk_common.skc_net.net`.
+    pub sk_net: u32,
+    /// `net.ns.inum`.
+    pub net_inum: u32,
+}
+
+pub const OFFSET_NONE: u32 = u32::MAX;
+
+/// Config flag: keep following an skb once it matched (`--filter-track-skb`).
+pub const CFG_TRACK_SKB: u32 = 1 << 0;
+/// Config flag: record the kernel stack (`--output-stack`).
+pub const CFG_STACK: u32 = 1 << 1;
+/// Config flag: record the caller's address (`--output-caller`).
+pub const CFG_CALLER: u32 = 1 << 2;
+/// Config flag: a pcap filter is compiled in; call it.
+pub const CFG_PCAP: u32 = 1 << 3;
+/// Config flag: filter on `mark & mark_mask == mark`.
+pub const CFG_MARK: u32 = 1 << 4;
+pub const CFG_NETNS: u32 = 1 << 5;
+pub const CFG_IFINDEX: u32 = 1 << 6;
+pub const CFG_PID: u32 = 1 << 7;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub offsets: Offsets,
+    /// `CFG_*` bits.
+    pub flags: u32,
+    /// Bytes to copy from the packet, at most `SNAPLEN_MAX`.
+    pub snaplen: u32,
+    pub mark: u32,
+    pub mark_mask: u32,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub pid: u32,
+    pub _pad0: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Config>() == 16 * 4 + 8 * 4);
+
+impl Config {
+    pub const fn zeroed() -> Self {
+        Self {
+            offsets: Offsets {
+                skb_head: 0,
+                skb_data: 0,
+                skb_len: 0,
+                skb_mark: 0,
+                skb_protocol: 0,
+                skb_mac_header: 0,
+                skb_network_header: 0,
+                skb_tail: 0,
+                skb_dev: 0,
+                skb_sk: 0,
+                dev_ifindex: 0,
+                dev_name: 0,
+                dev_mtu: 0,
+                dev_nd_net: 0,
+                sk_net: 0,
+                net_inum: 0,
+            },
+            flags: 0,
+            snaplen: 0,
+            mark: 0,
+            mark_mask: 0,
+            netns: 0,
+            ifindex: 0,
+            pid: 0,
+            _pad0: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no padding (size asserted above), every bit pattern valid.
+unsafe impl aya::Pod for Config {}

@@ -1,0 +1,13 @@
+//! The wire format between skbtrace's eBPF programs and its user-space CLI.
+//!
+//! Everything here is `#[repr(C)]` with explicit widths and explicit padding so
+//! that the kernel and user side agree byte for byte; sizes are checked at
+//! compile time.
+#![no_std]
+
+pub mod config;
+pub mod event;
+pub mod limits;
+
+pub use config::Config;
+pub use event::Event;

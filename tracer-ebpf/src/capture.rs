@@ -1,0 +1,212 @@
+//! Builds one event from an skb: metadata, in-kernel filters, packet bytes,
+//! pcap filter, then one copy into the ring buffer.
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::{bpf_get_stackid, bpf_probe_read_kernel},
+    },
+};
+use tracer_common::{
+    Config, Event,
+    config::{
+        CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
+        OFFSET_NONE,
+    },
+    event::{Capture, FLAG_HAS_REASON, FLAG_TRACKED},
+    limits::SNAPLEN_MAX,
+};
+
+use crate::{
+    filter::{skbtrace_filter_l2, skbtrace_filter_l3},
+    maps::{EVENTS, LOST, SCRATCH, STACKS, TRACKED},
+};
+
+/// Written by user space before load (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config::zeroed();
+
+/// The `CFG_*` flags, for entry points that need them before `handle`.
+#[inline(always)]
+pub fn config_flags() -> u32 {
+    unsafe { read_volatile(&CONFIG.flags) }
+}
+
+/// What a probe knows besides the skb.
+pub struct Site {
+    /// Kprobes: the probed function's address. Tracepoints: 0.
+    pub func_ip: u64,
+    pub probe_id: u32,
+    pub reason: Option<u32>,
+    pub location: u64,
+    /// The skb is freed here: forget it after this event.
+    pub frees: bool,
+}
+
+/// Reads a `T` at `base + off`; zero when the field is absent or unreadable.
+#[inline(always)]
+fn read<T: Copy + Default>(base: u64, off: u32) -> T {
+    if base == 0 || off == OFFSET_NONE {
+        return T::default();
+    }
+    let mut out = T::default();
+    let ret = unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut out).cast(),
+            core::mem::size_of::<T>() as u32,
+            (base + off as u64) as *const _,
+        )
+    };
+    if ret != 0 { T::default() } else { out }
+}
+
+#[inline(always)]
+pub fn handle<C: EbpfContext>(ctx: &C, skb: u64, site: Site) -> u32 {
+    if skb == 0 {
+        return 0;
+    }
+    let cfg: Config = unsafe { read_volatile(&CONFIG) };
+    let tracked = cfg.flags & CFG_TRACK_SKB != 0 && unsafe { TRACKED.get(&skb) }.is_some();
+    let emitted = build_and_emit(ctx, skb, &cfg, &site, tracked);
+    if cfg.flags & CFG_TRACK_SKB != 0 {
+        if site.frees {
+            let _ = TRACKED.remove(&skb);
+        } else if emitted && !tracked {
+            let _ = TRACKED.insert(&skb, &1, 0);
+        }
+    }
+    0
+}
+
+/// Fills the per-CPU event for `skb`; returns whether it passed the filters.
+#[inline(always)]
+fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, tracked: bool) -> bool {
+    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    let ev: &mut Event = unsafe { &mut *ev };
+    let o = &cfg.offsets;
+
+    if !tracked && cfg.flags & CFG_PID != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 != cfg.pid {
+        return false;
+    }
+    ev.mark = read::<u32>(skb, o.skb_mark);
+    if !tracked && cfg.flags & CFG_MARK != 0 && ev.mark & cfg.mark_mask != cfg.mark {
+        return false;
+    }
+    let dev: u64 = read(skb, o.skb_dev);
+    ev.ifindex = read::<u32>(dev, o.dev_ifindex);
+    if !tracked && cfg.flags & CFG_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
+        return false;
+    }
+    let net: u64 = if dev != 0 {
+        read(dev, o.dev_nd_net)
+    } else {
+        let sk: u64 = read(skb, o.skb_sk);
+        read(sk, o.sk_net)
+    };
+    ev.netns = read::<u32>(net, o.net_inum);
+    if !tracked && cfg.flags & CFG_NETNS != 0 && ev.netns != cfg.netns {
+        return false;
+    }
+
+    copy_packet(ev, skb, cfg);
+    if !tracked && cfg.flags & CFG_PCAP != 0 {
+        let data = ev.data.as_ptr();
+        let verdict = match ev.capture() {
+            Capture::Mac => skbtrace_filter_l2(data, ev.cap_len as u32),
+            Capture::Network => skbtrace_filter_l3(data, ev.cap_len as u32),
+            Capture::None => 0,
+        };
+        if verdict == 0 {
+            return false;
+        }
+    }
+
+    ev.skb = skb;
+    ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    ev.func_ip = site.func_ip;
+    ev.probe_id = site.probe_id;
+    ev.location = site.location;
+    ev.flags = if tracked { FLAG_TRACKED } else { 0 };
+    match site.reason {
+        Some(reason) => {
+            ev.reason = reason;
+            ev.flags |= FLAG_HAS_REASON;
+        }
+        None => ev.reason = 0,
+    }
+    ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    ev.cpu = unsafe { bpf_get_smp_processor_id() };
+    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev.len = read::<u32>(skb, o.skb_len);
+    ev.protocol = read::<u16>(skb, o.skb_protocol);
+    ev.mtu = read::<u32>(dev, o.dev_mtu);
+    ev.ifname = read::<[u8; 16]>(dev, o.dev_name);
+    ev.stack_id = if cfg.flags & CFG_STACK != 0 {
+        unsafe { bpf_get_stackid(ctx.as_ptr(), (&raw const STACKS).cast_mut().cast(), 0) as i32 }
+    } else {
+        -1
+    };
+    if cfg.flags & CFG_CALLER == 0 && site.reason.is_none() {
+        ev.location = 0;
+    }
+
+    if EVENTS.output::<Event>(&*ev, 0).is_err() {
+        count_lost(if site.func_ip != 0 { site.func_ip } else { site.probe_id as u64 });
+    }
+    true
+}
+
+/// Copies up to `snaplen` bytes from the MAC header when it is set, else
+/// from the network header, and records which.
+#[inline(always)]
+fn copy_packet(ev: &mut Event, skb: u64, cfg: &Config) {
+    let o = &cfg.offsets;
+    ev.capture = Capture::None as u8;
+    ev.cap_len = 0;
+    let head: u64 = read(skb, o.skb_head);
+    let mac: u16 = read(skb, o.skb_mac_header);
+    let network: u16 = read(skb, o.skb_network_header);
+    let tail: u32 = read(skb, o.skb_tail);
+    let (start, capture) = if mac != u16::MAX {
+        (mac as u32, Capture::Mac)
+    } else if network != u16::MAX && network != 0 {
+        (network as u32, Capture::Network)
+    } else {
+        return;
+    };
+    if head == 0 || tail <= start {
+        return;
+    }
+    let mut len = tail - start;
+    if len > cfg.snaplen {
+        len = cfg.snaplen;
+    }
+    if len > SNAPLEN_MAX as u32 {
+        len = SNAPLEN_MAX as u32;
+    }
+    if len == 0 {
+        return;
+    }
+    let ret = unsafe {
+        bpf_probe_read_kernel(ev.data.as_mut_ptr().cast(), len, (head + start as u64) as *const _)
+    };
+    if ret == 0 {
+        ev.cap_len = len as u16;
+        ev.capture = capture as u8;
+    }
+}
+
+#[inline(always)]
+fn count_lost(key: u64) {
+    match LOST.get_ptr_mut(&key) {
+        Some(n) => unsafe { *n += 1 },
+        None => {
+            let _ = LOST.insert(&key, &1, 0);
+        }
+    }
+}

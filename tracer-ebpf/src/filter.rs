@@ -1,0 +1,34 @@
+//! Placeholders that user space replaces before load.
+//!
+//! The loader finds these subprograms by symbol name and swaps their bodies
+//! for generated code: the pcap filter compiled from the user's expression,
+//! and, for each loaded copy of a tracepoint program, a function returning
+//! that copy's probe id. The bodies below only keep the calls and arguments
+//! alive through LLVM (volatile reads stop it from folding them away).
+
+use core::ptr::read_volatile;
+
+#[unsafe(no_mangle)]
+static SKBTRACE_PLACEHOLDER: u32 = 1;
+
+/// Returns non-zero when the packet at `data` (`len` bytes from the MAC
+/// header) matches the user's pcap expression.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn skbtrace_filter_l2(data: *const u8, len: u32) -> u32 {
+    unsafe { read_volatile(data) as u32 ^ len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
+}
+
+/// Same as [`skbtrace_filter_l2`], for bytes from the network header.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn skbtrace_filter_l3(data: *const u8, len: u32) -> u32 {
+    unsafe { read_volatile(data) as u32 ^ len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
+}
+
+/// The probe id of this loaded copy of a tracepoint program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn skbtrace_probe_id() -> u32 {
+    unsafe { read_volatile(&SKBTRACE_PLACEHOLDER) }
+}

@@ -1,0 +1,32 @@
+//! Maps shared by every program. User space sizes them before load.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+};
+use tracer_common::{
+    Event,
+    limits::{RING_BYTES_DEFAULT, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
+};
+
+/// Events to user space.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
+
+/// Per-CPU slot where an event is built and filtered before it is copied
+/// into `EVENTS`, so that nothing is reserved for skbs the filter rejects.
+#[map]
+pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+
+/// Events that did not fit into `EVENTS`, keyed by probe (function address
+/// for kprobes, probe id for tracepoints).
+#[map]
+pub static LOST: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(8192, 0);
+
+/// skbs that matched once, for `--filter-track-skb`.
+#[map]
+pub static TRACKED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(TRACK_ENTRIES_DEFAULT, 0);
+
+/// Kernel stacks for `--output-stack`.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);

@@ -1,0 +1,113 @@
+//! Entry points. Kprobe programs come in one copy per `struct sk_buff *`
+//! argument position (like pwru); tracepoint programs likewise, reading the
+//! raw tracepoint arguments (the same code loads as `tp_btf` or `raw_tp`).
+//! Each reads only the arguments its position needs, since the verifier
+//! rejects reads past a tracepoint's last argument.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_get_func_ip, bpf_probe_read_kernel},
+    macros::{kprobe, raw_tracepoint},
+    programs::{ProbeContext, RawTracePointContext},
+    EbpfContext,
+};
+use tracer_common::{
+    config::CFG_CALLER,
+    limits::PROBE_ID_FREES,
+};
+
+use crate::{
+    capture::{handle, Site},
+    filter::skbtrace_probe_id,
+};
+
+#[inline(always)]
+fn kprobe_site(ctx: &ProbeContext, reason: Option<u32>) -> Site {
+    let id = skbtrace_probe_id();
+    Site {
+        func_ip: unsafe { bpf_get_func_ip(ctx.as_ptr()) },
+        probe_id: id & !PROBE_ID_FREES,
+        reason,
+        location: caller(ctx),
+        frees: id & PROBE_ID_FREES != 0,
+    }
+}
+
+/// The return address at the top of the stack on function entry (x86-64).
+#[inline(always)]
+fn caller(ctx: &ProbeContext) -> u64 {
+    if crate::capture::config_flags() & CFG_CALLER == 0 {
+        return 0;
+    }
+    let sp = unsafe { (*ctx.regs).rsp };
+    let mut ret = 0u64;
+    unsafe { bpf_probe_read_kernel((&raw mut ret).cast(), 8, sp as *const _) };
+    ret
+}
+
+#[inline(always)]
+fn kprobe_arg(ctx: &ProbeContext, n: usize) -> u64 {
+    ctx.arg::<u64>(n).unwrap_or(0)
+}
+
+macro_rules! kprobe_at {
+    ($name:ident, $pos:expr) => {
+        #[kprobe]
+        pub fn $name(ctx: ProbeContext) -> u32 {
+            handle(&ctx, kprobe_arg(&ctx, $pos), kprobe_site(&ctx, None))
+        }
+    };
+}
+
+kprobe_at!(kprobe_skb_1, 0);
+kprobe_at!(kprobe_skb_2, 1);
+kprobe_at!(kprobe_skb_3, 2);
+kprobe_at!(kprobe_skb_4, 3);
+kprobe_at!(kprobe_skb_5, 4);
+
+/// `kfree_skb_reason(struct sk_buff *skb, enum skb_drop_reason reason)` (≤ 6.10).
+#[kprobe]
+pub fn kprobe_drop_skb_1_reason_2(ctx: ProbeContext) -> u32 {
+    let reason = kprobe_arg(&ctx, 1) as u32;
+    handle(&ctx, kprobe_arg(&ctx, 0), kprobe_site(&ctx, Some(reason)))
+}
+
+/// `sk_skb_reason_drop(struct sock *sk, struct sk_buff *skb, enum skb_drop_reason reason)` (≥ 6.11).
+#[kprobe]
+pub fn kprobe_drop_skb_2_reason_3(ctx: ProbeContext) -> u32 {
+    let reason = kprobe_arg(&ctx, 2) as u32;
+    handle(&ctx, kprobe_arg(&ctx, 1), kprobe_site(&ctx, Some(reason)))
+}
+
+#[inline(always)]
+fn tp_site(reason: Option<u32>, location: u64) -> Site {
+    let id = skbtrace_probe_id();
+    Site {
+        func_ip: 0,
+        probe_id: id & !PROBE_ID_FREES,
+        reason,
+        location,
+        frees: id & PROBE_ID_FREES != 0,
+    }
+}
+
+macro_rules! tracepoint_at {
+    ($name:ident, $pos:expr) => {
+        #[raw_tracepoint]
+        pub fn $name(ctx: RawTracePointContext) -> u32 {
+            handle(&ctx, ctx.arg::<u64>($pos), tp_site(None, 0))
+        }
+    };
+}
+
+tracepoint_at!(tp_skb_0, 0);
+tracepoint_at!(tp_skb_1, 1);
+tracepoint_at!(tp_skb_2, 2);
+tracepoint_at!(tp_skb_3, 3);
+
+/// `skb:kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)`.
+#[raw_tracepoint]
+pub fn tp_kfree_skb(ctx: RawTracePointContext) -> u32 {
+    let reason = ctx.arg::<u64>(2) as u32;
+    let location = ctx.arg::<u64>(1);
+    handle(&ctx, ctx.arg::<u64>(0), tp_site(Some(reason), location))
+}

@@ -1,0 +1,253 @@
+//! Answers every question about the running kernel's layout from its BTF:
+//! which functions and tracepoints take an skb and where, field offsets, and
+//! enum names (drop reasons). Nothing kernel-specific is compiled in.
+
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{Context as _, anyhow};
+use btf_rs::{Btf, BtfType, Type};
+use tracer_common::config::{OFFSET_NONE, Offsets};
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// The kernel has no BTF; callers exit 1 with this message.
+#[derive(Debug)]
+pub struct NoBtf;
+
+impl std::fmt::Display for NoBtf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this kernel has no BTF ({VMLINUX} is missing): skbtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        )
+    }
+}
+
+impl std::error::Error for NoBtf {}
+
+pub struct KernelBtf {
+    pub btf: Btf,
+    /// Module BTFs (split on vmlinux) opened with `--kmods`.
+    pub modules: Vec<(String, Btf)>,
+}
+
+/// A function or tracepoint that takes a `struct sk_buff *`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkbFunc {
+    pub name: String,
+    /// 1-based argument position, as pwru prints it.
+    pub position: u8,
+    /// Module name, or empty for vmlinux.
+    pub module: String,
+}
+
+impl KernelBtf {
+    pub fn open() -> anyhow::Result<Self> {
+        Self::open_path(Path::new(VMLINUX))
+    }
+
+    pub fn open_path(path: &Path) -> anyhow::Result<Self> {
+        if !path.exists() {
+            return Err(NoBtf.into());
+        }
+        let btf = Btf::from_file(path).with_context(|| format!("reading BTF from {}", path.display()))?;
+        Ok(Self { btf, modules: Vec::new() })
+    }
+
+    /// Loads the BTF of kernel modules (`/sys/kernel/btf/<name>`).
+    pub fn add_modules(&mut self, names: &[String]) -> anyhow::Result<()> {
+        for name in names {
+            let path = Path::new("/sys/kernel/btf").join(name);
+            let btf = Btf::from_split_file(&path, &self.btf)
+                .with_context(|| format!("reading BTF of kernel module {name} from {}", path.display()))?;
+            self.modules.push((name.clone(), btf));
+        }
+        Ok(())
+    }
+
+    /// Names of every module that has BTF loaded (for `--all-kmods`).
+    pub fn module_names() -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir("/sys/kernel/btf").context("listing /sys/kernel/btf")? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name != "vmlinux" {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Values and names of an enum, e.g. `skb_drop_reason`.
+    pub fn enum_names(&self, name: &str) -> HashMap<u32, String> {
+        let mut out = HashMap::new();
+        for t in self.btf.resolve_types_by_name(name).unwrap_or_default() {
+            match t {
+                Type::Enum(e) => {
+                    for m in &e.members {
+                        if let Ok(n) = self.btf.resolve_name(m) {
+                            out.entry(m.val()).or_insert(n);
+                        }
+                    }
+                }
+                Type::Enum64(e) => {
+                    for m in &e.members {
+                        if let Ok(n) = self.btf.resolve_name(m) {
+                            out.entry(m.val() as u32).or_insert(n);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Byte offset of `path` (dot-separated, through anonymous members) in
+    /// `struct name`.
+    pub fn offset_of(&self, name: &str, path: &str) -> Option<u32> {
+        let mut ty = self.find_struct(name)?;
+        let mut total = 0u32;
+        for part in path.split('.') {
+            let (off, member_type) = self.member(&ty, part)?;
+            total += off;
+            ty = member_type;
+        }
+        Some(total)
+    }
+
+    fn find_struct(&self, name: &str) -> Option<Type> {
+        self.btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
+    }
+
+    /// Finds a member by name, descending into anonymous structs and unions.
+    fn member(&self, ty: &Type, name: &str) -> Option<(u32, Type)> {
+        let members = match ty {
+            Type::Struct(s) | Type::Union(s) => &s.members,
+            _ => return None,
+        };
+        for m in members {
+            let member_name = self.btf.resolve_name(m).unwrap_or_default();
+            let off = m.bit_offset() / 8;
+            let member_type = self.strip(self.btf.resolve_chained_type(m).ok()?);
+            if member_name == name {
+                return Some((off, member_type));
+            }
+            if member_name.is_empty()
+                && let Some((inner, t)) = self.member(&member_type, name)
+            {
+                return Some((off + inner, t));
+            }
+        }
+        None
+    }
+
+    /// Skips typedefs and qualifiers.
+    fn strip(&self, mut ty: Type) -> Type {
+        for _ in 0..16 {
+            match &ty {
+                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {
+                    let Some(inner) = ty.as_btf_type().and_then(|t| self.btf.resolve_chained_type(t).ok()) else {
+                        return ty;
+                    };
+                    ty = inner;
+                }
+                _ => return ty,
+            }
+        }
+        ty
+    }
+
+    /// Offsets of every field the eBPF programs read.
+    pub fn offsets(&self) -> anyhow::Result<Offsets> {
+        let need = |s: &str, p: &str| {
+            self.offset_of(s, p)
+                .ok_or_else(|| anyhow!("the kernel's BTF has no {s}.{p}; this kernel's layout is not supported"))
+        };
+        let opt = |s: &str, p: &str| self.offset_of(s, p).unwrap_or(OFFSET_NONE);
+        Ok(Offsets {
+            skb_head: need("sk_buff", "head")?,
+            skb_data: need("sk_buff", "data")?,
+            skb_len: need("sk_buff", "len")?,
+            skb_mark: opt("sk_buff", "mark"),
+            skb_protocol: need("sk_buff", "protocol")?,
+            skb_mac_header: need("sk_buff", "mac_header")?,
+            skb_network_header: need("sk_buff", "network_header")?,
+            skb_tail: need("sk_buff", "tail")?,
+            skb_dev: need("sk_buff", "dev")?,
+            skb_sk: opt("sk_buff", "sk"),
+            dev_ifindex: need("net_device", "ifindex")?,
+            dev_name: need("net_device", "name")?,
+            dev_mtu: need("net_device", "mtu")?,
+            dev_nd_net: opt("net_device", "nd_net.net"),
+            sk_net: opt("sock", "__sk_common.skc_net.net"),
+            net_inum: opt("net", "ns.inum"),
+        })
+    }
+
+    /// Every function taking a `struct sk_buff *` in argument 1–5, in
+    /// vmlinux and in the loaded module BTFs.
+    pub fn skb_functions(&self) -> Vec<SkbFunc> {
+        let mut out = Vec::new();
+        let end = collect_skb_functions(&self.btf, "", 1, &mut out);
+        for (module, btf) in &self.modules {
+            collect_skb_functions(btf, module, end, &mut out);
+        }
+        out
+    }
+
+    /// Tracepoints whose arguments include a `struct sk_buff *`, from the
+    /// `btf_trace_<name>` typedefs; `position` is 0-based in the tracepoint's
+    /// own argument list.
+    pub fn skb_tracepoints(&self) -> Vec<(String, u8, u32)> {
+        let mut out = Vec::new();
+        for id in 1.. {
+            let Ok(ty) = self.btf.resolve_type_by_id(id) else { break };
+            let Type::Typedef(td) = &ty else { continue };
+            let Ok(name) = self.btf.resolve_name(td) else { continue };
+            let Some(tp) = name.strip_prefix("btf_trace_") else { continue };
+            let Ok(Type::Ptr(ptr)) = self.btf.resolve_chained_type(td) else { continue };
+            let Ok(Type::FuncProto(proto)) = self.btf.resolve_chained_type(&ptr) else { continue };
+            // The first parameter is the tracepoint's `void *__data`.
+            if let Some(pos) = proto.parameters.iter().skip(1).position(|p| is_skb_ptr(&self.btf, p)) {
+                out.push((tp.to_owned(), pos as u8, id));
+            }
+        }
+        out
+    }
+}
+
+/// Walks type ids from `first` until the first id that does not resolve
+/// (split module BTF continues numbering after vmlinux's last id).
+fn collect_skb_functions(btf: &Btf, module: &str, first: u32, out: &mut Vec<SkbFunc>) -> u32 {
+    let mut id = first;
+    while let Ok(ty) = btf.resolve_type_by_id(id) {
+        id += 1;
+        let Type::Func(func) = &ty else { continue };
+        let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(func) else { continue };
+        let Some(pos) = proto.parameters.iter().take(5).position(|p| is_skb_ptr(btf, p)) else {
+            continue;
+        };
+        let Ok(name) = btf.resolve_name(func) else { continue };
+        out.push(SkbFunc { name, position: pos as u8 + 1, module: module.to_owned() });
+    }
+    id
+}
+
+fn is_skb_ptr(btf: &Btf, param: &dyn BtfType) -> bool {
+    let Ok(Type::Ptr(ptr)) = btf.resolve_chained_type(param) else { return false };
+    let mut ty = btf.resolve_chained_type(&ptr);
+    for _ in 0..8 {
+        match ty {
+            Ok(Type::Struct(ref s)) => return btf.resolve_name(s).is_ok_and(|n| n == "sk_buff"),
+            Ok(Type::Const(ref t)) | Ok(Type::Volatile(ref t)) => ty = btf.resolve_chained_type(t),
+            Ok(Type::Typedef(ref t)) => ty = btf.resolve_chained_type(t),
+            _ => return false,
+        }
+    }
+    false
+}

@@ -1,0 +1,221 @@
+//! Loads skbtrace's eBPF object: aya creates the maps (with our
+//! configuration written into `.rodata` and the sizes we chose), then we link
+//! each program ourselves with aya-obj so that we can splice generated code
+//! into it (the pcap filter, the probe id) and load it with the program and
+//! attach type we need, which aya 0.14 cannot do (kprobe-multi, one object
+//! loaded as both `tp_btf` and `raw_tp`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{Ebpf, EbpfLoader, maps::Map};
+use aya_obj::{Object, generated::bpf_insn};
+use tracer_common::{
+    Config,
+    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL},
+};
+
+use crate::{filter::Insn, sys};
+
+/// The eBPF object built by build.rs.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// Map sizes chosen on the command line.
+pub struct MapSizes {
+    pub ring_bytes: u32,
+    pub track_entries: u32,
+}
+
+/// The object with its maps created and every program linked, ready to be
+/// loaded in as many copies as there are attach targets.
+pub struct Loader {
+    pub ebpf: Ebpf,
+    /// Linked instructions per program name, with the filters spliced in but
+    /// the probe id still a placeholder.
+    programs: HashMap<String, Linked>,
+}
+
+struct Linked {
+    insns: Vec<bpf_insn>,
+    /// Where the probe-id subprogram starts and ends in `insns`.
+    probe_id: Option<(usize, usize)>,
+}
+
+/// How to load one copy of a program.
+pub struct LoadAs<'a> {
+    pub program: &'a str,
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub attach_btf_id: u32,
+    pub probe_id: u32,
+}
+
+impl Loader {
+    pub fn new(config: &Config, sizes: &MapSizes, l2: &[Insn], l3: &[Insn]) -> anyhow::Result<Self> {
+        let ebpf = EbpfLoader::new()
+            .btf(None)
+            .override_global("CONFIG", config, true)
+            .map_max_entries("EVENTS", sizes.ring_bytes)
+            .map_max_entries("TRACKED", sizes.track_entries)
+            .load(OBJECT)
+            .context("creating the eBPF maps")?;
+
+        let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
+        obj.patch_map_data(HashMap::from([("CONFIG", aya_obj_global(config))]))
+            .context("writing the configuration into the eBPF object")?;
+        replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;
+        replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(l3))?;
+
+        let fds: HashMap<String, RawFd> = ebpf
+            .maps()
+            .map(|(name, map)| Ok((name.to_owned(), map_fd(map)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
+        let maps: Vec<(String, RawFd, aya_obj::Map)> = obj
+            .maps
+            .iter()
+            .map(|(name, map)| {
+                let fd = *fds.get(name).ok_or_else(|| anyhow!("map {name} was not created"))?;
+                Ok((name.clone(), fd, map.clone()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        obj.relocate_maps(maps.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
+            .context("relocating map references")?;
+
+        // Find the probe-id placeholder's body before linking, so that we can
+        // find it again in each linked program.
+        let probe_id_body = obj
+            .functions
+            .values()
+            .find(|f| f.name == PROBE_ID_SYMBOL)
+            .map(|f| f.instructions.clone())
+            .ok_or_else(|| anyhow!("the eBPF object has no {PROBE_ID_SYMBOL} function"))?;
+        obj.relocate_calls(&text_sections).context("linking eBPF subprograms")?;
+
+        let mut programs = HashMap::new();
+        for (name, program) in &obj.programs {
+            let function = &obj.functions[&program.function_key()];
+            let insns = function.instructions.clone();
+            let probe_id = find_body(&insns, &probe_id_body).map(|start| (start, start + probe_id_body.len()));
+            programs.insert(name.clone(), Linked { insns, probe_id });
+        }
+        Ok(Self { ebpf, programs })
+    }
+
+    pub fn load(&self, how: &LoadAs<'_>) -> anyhow::Result<OwnedFd> {
+        let linked = self
+            .programs
+            .get(how.program)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {}", how.program))?;
+        let mut insns = linked.insns.clone();
+        if let Some((start, end)) = linked.probe_id {
+            // The placeholder is at least 2 instructions long (load, exit);
+            // pad the rest with jumps-to-next so offsets stay put.
+            let body = [mov64_imm(0, how.probe_id as i32), exit()];
+            if end - start < body.len() {
+                bail!("the probe-id placeholder is too short to patch");
+            }
+            insns[start] = body[0];
+            for slot in &mut insns[start + 1..end - 1] {
+                *slot = ja(0);
+            }
+            insns[end - 1] = body[1];
+        }
+        let raw: Vec<u64> = insns.iter().map(insn_to_u64).collect();
+        sys::prog_load(&sys::ProgLoad {
+            prog_type: how.prog_type,
+            expected_attach_type: how.expected_attach_type,
+            attach_btf_id: how.attach_btf_id,
+            name: how.program,
+            insns: &raw,
+        })
+        .map_err(|e| {
+            let log = verifier_summary(&e.log);
+            anyhow!("the kernel refused to load eBPF program {}: {}{log}", how.program, e.error)
+        })
+    }
+}
+
+/// The last lines of a verifier log, which say why it refused.
+fn verifier_summary(log: &str) -> String {
+    if log.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(20)..];
+    format!("\nverifier log (last {} lines):\n  {}", tail.len(), tail.join("\n  "))
+}
+
+fn aya_obj_global(config: &Config) -> (&[u8], bool) {
+    // SAFETY: Config is repr(C) plain data without padding.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((config as *const Config).cast::<u8>(), size_of::<Config>())
+    };
+    (bytes, true)
+}
+
+/// Replaces a subprogram's body. Its section offset is moved out of the
+/// section so that relocations of neighbouring functions never land in the
+/// longer body (the new code has no relocations of its own).
+fn replace_function(obj: &mut Object, name: &str, insns: &[bpf_insn]) -> anyhow::Result<()> {
+    let function = obj
+        .functions
+        .values_mut()
+        .find(|f| f.name == name)
+        .ok_or_else(|| anyhow!("the eBPF object has no {name} function"))?;
+    function.instructions = insns.to_vec();
+    function.section_offset = usize::MAX / 2;
+    function.func_info = Default::default();
+    function.line_info = Default::default();
+    Ok(())
+}
+
+fn find_body(haystack: &[bpf_insn], needle: &[bpf_insn]) -> Option<usize> {
+    let key = |i: &bpf_insn| insn_to_u64(i);
+    let needle: Vec<u64> = needle.iter().map(key).collect();
+    let hay: Vec<u64> = haystack.iter().map(key).collect();
+    hay.windows(needle.len()).position(|w| w == needle.as_slice())
+}
+
+fn map_fd(map: &Map) -> anyhow::Result<RawFd> {
+    let data = match map {
+        Map::Array(m)
+        | Map::HashMap(m)
+        | Map::LruHashMap(m)
+        | Map::PerCpuArray(m)
+        | Map::PerCpuHashMap(m)
+        | Map::RingBuf(m)
+        | Map::StackTraceMap(m) => m,
+        other => bail!("unexpected map type in the eBPF object: {other:?}"),
+    };
+    Ok(data.fd().as_fd().as_raw_fd())
+}
+
+fn encode(insns: &[Insn]) -> Vec<bpf_insn> {
+    insns.iter().map(|i| insn_from_u64(u64::from_le_bytes(i.to_bytes()))).collect()
+}
+
+fn insn_to_u64(insn: &bpf_insn) -> u64 {
+    // SAFETY: bpf_insn is the kernel's 8-byte instruction.
+    unsafe { std::mem::transmute_copy::<bpf_insn, u64>(insn) }
+}
+
+fn insn_from_u64(raw: u64) -> bpf_insn {
+    // SAFETY: as above.
+    unsafe { std::mem::transmute_copy::<u64, bpf_insn>(&raw) }
+}
+
+fn mov64_imm(dst: u8, imm: i32) -> bpf_insn {
+    insn_from_u64(u64::from_le_bytes(Insn { code: 0xb7, dst, src: 0, off: 0, imm }.to_bytes()))
+}
+
+fn ja(off: i16) -> bpf_insn {
+    insn_from_u64(u64::from_le_bytes(Insn { code: 0x05, dst: 0, src: 0, off, imm: 0 }.to_bytes()))
+}
+
+fn exit() -> bpf_insn {
+    insn_from_u64(u64::from_le_bytes(Insn { code: 0x95, dst: 0, src: 0, off: 0, imm: 0 }.to_bytes()))
+}

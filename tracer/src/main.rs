@@ -1,0 +1,52 @@
+//! skbtrace: where did my packet go?
+
+mod btf;
+mod cli;
+mod collect;
+mod config;
+mod decode;
+mod filter;
+mod ksym;
+mod loader;
+mod netns;
+mod output;
+mod privileges;
+mod probes;
+mod resolve;
+mod run;
+mod sys;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = match cli::Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let level = if args.debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
+    env_logger::Builder::new().filter_level(level).format_timestamp(None).init();
+
+    match run::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skbtrace: {e:#}");
+            if e.downcast_ref::<config::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// A reader that went away (`skbtrace | head`) is a normal end, as in ripgrep.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

@@ -1,0 +1,152 @@
+//! The kprobe backend: one kprobe per function through the kprobe PMU,
+//! attached from several threads at once (registering a kprobe is slow, and
+//! mostly waiting on the kernel).
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    io::IsTerminal as _,
+    os::fd::{AsRawFd as _, OwnedFd, RawFd},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracer_common::limits::PROBE_ID_FREES;
+
+use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS};
+use crate::{
+    btf::SkbFunc,
+    loader::{LoadAs, Loader},
+    sys,
+};
+
+pub const PMU_TYPE_PATH: &str = "/sys/bus/event_source/devices/kprobe/type";
+
+/// Typed so that `auto` can fall back to tracepoints.
+#[derive(Debug)]
+pub struct NoKprobes;
+
+impl std::fmt::Display for NoKprobes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this kernel cannot attach kprobes ({PMU_TYPE_PATH} is missing; built without CONFIG_KPROBES?): use --backend tracepoint"
+        )
+    }
+}
+
+impl std::error::Error for NoKprobes {}
+
+pub fn pmu_type() -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(PMU_TYPE_PATH).map_err(|_| NoKprobes)?;
+    text.trim().parse().with_context(|| format!("parsing {PMU_TYPE_PATH}"))
+}
+
+/// The program and probe-id flags a function is traced with.
+pub fn program_for(func: &SkbFunc) -> (String, u32) {
+    if let Some((_, program)) = DROP_FUNCTIONS.iter().find(|(name, _)| *name == func.name) {
+        return ((*program).to_owned(), 0);
+    }
+    let flags = if FREE_FUNCTIONS.contains(&func.name.as_str()) { PROBE_ID_FREES } else { 0 };
+    (format!("kprobe_skb_{}", func.position), flags)
+}
+
+/// Loads each program the functions need once.
+pub fn load_programs(
+    loader: &Loader,
+    funcs: &[SkbFunc],
+    expected_attach_type: u32,
+) -> anyhow::Result<HashMap<(String, u32), OwnedFd>> {
+    let mut out = HashMap::new();
+    for func in funcs {
+        let key = program_for(func);
+        if out.contains_key(&key) {
+            continue;
+        }
+        let fd = loader.load(&LoadAs {
+            program: &key.0,
+            prog_type: sys::BPF_PROG_TYPE_KPROBE,
+            expected_attach_type,
+            attach_btf_id: 0,
+            probe_id: key.1,
+        })?;
+        out.insert(key, fd);
+    }
+    Ok(out)
+}
+
+pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> anyhow::Result<()> {
+    let pmu = pmu_type()?;
+    let programs = load_programs(loader, funcs, 0)?;
+    let prog_fds: HashMap<(String, u32), RawFd> = programs.iter().map(|(k, v)| (k.clone(), v.as_raw_fd())).collect();
+    let progress = Progress::new(funcs.len(), "attaching kprobes");
+
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, std::io::Result<OwnedFd>)>> = Mutex::new(Vec::with_capacity(funcs.len()));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(funcs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(func) = funcs.get(i) else { break };
+                    let prog = prog_fds[&program_for(func)];
+                    let result = CString::new(func.name.as_str())
+                        .map_err(std::io::Error::other)
+                        .and_then(|name| sys::attach_kprobe(pmu, &name, prog));
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
+                    progress.inc();
+                }
+            });
+        }
+    });
+    progress.finish();
+
+    attached.programs.extend(programs.into_values());
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    for (i, result) in results {
+        match result {
+            Ok(fd) => {
+                attached.links.push(fd);
+                attached.attached += 1;
+            }
+            Err(e) => attached.skipped.push((funcs[i].name.clone(), e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; otherwise one line at the start.
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    pub fn new(total: usize, what: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            eprintln!("skbtrace: {what}: {total} targets");
+            return Self(None);
+        }
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({eta})") {
+            bar.set_style(style);
+        }
+        bar.set_message(what.to_owned());
+        Self(Some(bar))
+    }
+
+    pub fn inc(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The tracepoint backend: the kernel's skb-carrying tracepoints, attached as
+//! `tp_btf` (or `raw_tp` where `tp_btf` is refused). Works on kernels without
+//! kprobes.
+
+use std::ffi::CString;
+
+use anyhow::Context as _;
+use regex::Regex;
+use tracer_common::limits::PROBE_ID_FREES;
+
+use super::{Attached, Probe};
+use crate::{
+    btf::KernelBtf,
+    loader::{LoadAs, Loader},
+    sys,
+};
+
+/// A tracepoint that takes an skb.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    /// 0-based position of the skb among the tracepoint's arguments.
+    pub position: u8,
+    /// Id of the `btf_trace_<name>` typedef, the `tp_btf` attach target.
+    pub btf_id: u32,
+}
+
+/// Tracepoints where the skb is freed.
+const FREES: [&str; 2] = ["kfree_skb", "consume_skb"];
+
+pub fn targets(btf: &KernelBtf, filter: Option<&Regex>) -> Vec<Target> {
+    let mut out: Vec<Target> = btf
+        .skb_tracepoints()
+        .into_iter()
+        .filter(|(name, _, _)| filter.is_none_or(|re| re.is_match(name)))
+        .map(|(name, position, btf_id)| Target { name, position, btf_id })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The program that reads the skb at `position`; `kfree_skb` gets the one that
+/// also reads location and reason (its arguments are `skb, location, reason`
+/// on every kernel with drop reasons).
+fn program_for(target: &Target) -> Option<&'static str> {
+    if target.name == "kfree_skb" && target.position == 0 {
+        return Some("tp_kfree_skb");
+    }
+    ["tp_skb_0", "tp_skb_1", "tp_skb_2", "tp_skb_3"].get(target.position as usize).copied()
+}
+
+pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> anyhow::Result<()> {
+    for target in targets {
+        let Some(program) = program_for(target) else {
+            attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.position + 1)));
+            continue;
+        };
+        let probe_id = attached.probes.len() as u32;
+        let frees = if FREES.contains(&target.name.as_str()) { PROBE_ID_FREES } else { 0 };
+        match attach_one(loader, target, program, probe_id | frees) {
+            Ok((prog, link)) => {
+                attached.programs.push(prog);
+                attached.links.push(link);
+                attached.attached += 1;
+            }
+            Err(e) => {
+                attached.skipped.push((target.name.clone(), format!("{e:#}")));
+            }
+        }
+        attached.probes.push(Probe { name: target.name.clone(), drop_point: program == "tp_kfree_skb" });
+    }
+    Ok(())
+}
+
+fn attach_one(
+    loader: &Loader,
+    target: &Target,
+    program: &str,
+    probe_id: u32,
+) -> anyhow::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::AsRawFd as _;
+    let tp_btf = loader.load(&LoadAs {
+        program,
+        prog_type: sys::BPF_PROG_TYPE_TRACING,
+        expected_attach_type: sys::BPF_TRACE_RAW_TP,
+        attach_btf_id: target.btf_id,
+        probe_id,
+    });
+    if let Ok(prog) = tp_btf {
+        let link = sys::raw_tracepoint_open(prog.as_raw_fd(), None)
+            .with_context(|| format!("attaching tp_btf program to {}", target.name))?;
+        return Ok((prog, link));
+    }
+    // Older or restricted kernels: the same code as a raw tracepoint.
+    let prog = loader.load(&LoadAs {
+        program,
+        prog_type: sys::BPF_PROG_TYPE_RAW_TRACEPOINT,
+        expected_attach_type: 0,
+        attach_btf_id: 0,
+        probe_id,
+    })?;
+    let name = CString::new(target.name.as_str())?;
+    let link = sys::raw_tracepoint_open(prog.as_raw_fd(), Some(&name))
+        .with_context(|| format!("attaching raw_tp program to {}", target.name))?;
+    Ok((prog, link))
+}

@@ -1,0 +1,179 @@
+//! One run: validate, discover, load, attach, collect, detach.
+
+use anyhow::{Context as _, anyhow, bail};
+
+use crate::{
+    btf::KernelBtf,
+    cli::{Args, Backend},
+    collect,
+    config::{RunConfig, usage},
+    filter,
+    ksym::{self, Kallsyms},
+    loader::{Loader, MapSizes},
+    output,
+    privileges,
+    probes::{self, Attached, kprobe, kprobe_multi, tracepoint},
+    resolve::DropReasons,
+};
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = RunConfig::from_args(&args)?;
+    let sinks = output::Sinks::open(&args)?;
+    if !args.list_funcs {
+        privileges::check()?;
+    }
+
+    let mut btf = KernelBtf::open()?;
+    let mut kmods = args.kmods.clone();
+    if args.all_kmods {
+        kmods = KernelBtf::module_names()?;
+    }
+    btf.add_modules(&kmods)?;
+
+    let backend = choose_backend(args.backend)?;
+    let plan = Plan::new(&btf, backend, cfg.filter_func.as_ref())?;
+    if args.list_funcs {
+        return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
+    }
+
+    let (l2, l3) = compile_filters(cfg.expression.as_deref(), args.snaplen)?;
+    let mut kernel_cfg = cfg.kernel;
+    kernel_cfg.offsets = btf.offsets()?;
+    let sizes = MapSizes { ring_bytes: args.ring_size * 1024, track_entries: args.track_entries };
+    let mut loader = Loader::new(&kernel_cfg, &sizes, &l2, &l3)?;
+    let logger = if args.debug {
+        match aya_log::EbpfLogger::init(&mut loader.ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("eBPF diagnostics unavailable: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let attached = plan.attach(&loader, args.verbose)?;
+    if attached.attached == 0 {
+        bail!("nothing could be attached ({}); run with --verbose to see why", attached.summary());
+    }
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, b"ready\n").with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
+
+    let kallsyms = Kallsyms::load()?;
+    let reasons = DropReasons::from_btf(&btf);
+    drop(btf);
+    collect::run(&mut loader, logger, &attached, &kallsyms, &reasons, sinks, &args)
+}
+
+fn choose_backend(requested: Backend) -> anyhow::Result<Backend> {
+    let kprobes = probes::kprobes_available();
+    match requested {
+        Backend::Kprobe | Backend::KprobeMulti if !kprobes => Err(kprobe::NoKprobes.into()),
+        Backend::Auto if !kprobes => {
+            eprintln!(
+                "skbtrace: this kernel has no kprobes; using its networking tracepoints instead \
+                 (drops, receive and transmit points are visible; functions in between are not)"
+            );
+            Ok(Backend::Tracepoint)
+        }
+        other => Ok(other),
+    }
+}
+
+fn compile_filters(expr: Option<&str>, snaplen: u32) -> anyhow::Result<(Vec<filter::Insn>, Vec<filter::Insn>)> {
+    let Some(expr) = expr else {
+        return Ok((filter::match_all(), filter::match_all()));
+    };
+    filter::compile_pair(expr, snaplen).map_err(|e| usage(format!("{e}")))
+}
+
+/// What will be attached.
+enum Plan {
+    Kprobes { backend: Backend, funcs: Vec<crate::btf::SkbFunc> },
+    Tracepoints(Vec<tracepoint::Target>),
+}
+
+impl Plan {
+    fn new(btf: &KernelBtf, backend: Backend, filter: Option<&regex::Regex>) -> anyhow::Result<Self> {
+        let plan = match backend {
+            Backend::Tracepoint => Self::Tracepoints(tracepoint::targets(btf, filter)),
+            _ => Self::Kprobes { backend, funcs: kprobe_targets(btf, filter)? },
+        };
+        let empty = match &plan {
+            Self::Kprobes { funcs, .. } => funcs.is_empty(),
+            Self::Tracepoints(t) => t.is_empty(),
+        };
+        if empty {
+            return Err(match filter {
+                Some(re) => usage(format!("--filter-func {} matches no traceable skb function", re.as_str())),
+                None => anyhow!("found no traceable skb functions in this kernel's BTF"),
+            });
+        }
+        Ok(plan)
+    }
+
+    fn list(&self, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+        match self {
+            Self::Kprobes { funcs, .. } => {
+                for f in funcs {
+                    let module = if f.module.is_empty() { "vmlinux" } else { &f.module };
+                    writeln!(out, "{}\t{}\t{}", f.name, f.position, module)?;
+                }
+            }
+            Self::Tracepoints(targets) => {
+                for t in targets {
+                    writeln!(out, "{}\t{}\ttracepoint", t.name, t.position + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach(&self, loader: &Loader, verbose: bool) -> anyhow::Result<Attached> {
+        let mut attached = Attached::default();
+        let started = std::time::Instant::now();
+        match self {
+            Self::Tracepoints(targets) => tracepoint::attach(loader, targets, &mut attached)?,
+            Self::Kprobes { backend: Backend::Kprobe, funcs } => kprobe::attach(loader, funcs, &mut attached)?,
+            Self::Kprobes { backend, funcs } => {
+                if let Err(e) = kprobe_multi::attach(loader, funcs, &mut attached) {
+                    if *backend == Backend::KprobeMulti {
+                        return Err(e);
+                    }
+                    log::info!("{e:#}; using kprobes");
+                    kprobe::attach(loader, funcs, &mut attached)?;
+                }
+            }
+        }
+        eprintln!("skbtrace: {} in {:.1}s", attached.summary(), started.elapsed().as_secs_f64());
+        if verbose {
+            for (name, why) in &attached.skipped {
+                eprintln!("skbtrace: skipped {name}: {why}");
+            }
+        }
+        Ok(attached)
+    }
+}
+
+/// Functions with an skb argument that this kernel lets us probe.
+fn kprobe_targets(btf: &KernelBtf, filter: Option<&regex::Regex>) -> anyhow::Result<Vec<crate::btf::SkbFunc>> {
+    let available = ksym::available_filter_functions();
+    let kallsyms = if available.is_none() { Some(Kallsyms::load()?) } else { None };
+    let kallsyms_names = kallsyms.as_ref().map(|k| k.names());
+    let mut funcs: Vec<_> = btf
+        .skb_functions()
+        .into_iter()
+        .filter(|f| filter.is_none_or(|re| re.is_match(&f.name)))
+        .filter(|f| match (&available, &kallsyms_names) {
+            (Some(set), _) => set.contains(&f.name),
+            (None, Some(names)) => names.contains(f.name.as_str()),
+            (None, None) => true,
+        })
+        .collect();
+    funcs.sort_by(|a, b| a.name.cmp(&b.name));
+    funcs.dedup_by(|a, b| a.name == b.name);
+    Ok(funcs)
+}
+

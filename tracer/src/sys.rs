@@ -1,0 +1,222 @@
+//! The `bpf(2)` and `perf_event_open(2)` calls skbtrace makes itself, for
+//! what aya 0.14 cannot do: load a program whose instructions we changed,
+//! with the attach type we choose, and link it (kprobe-multi, tp_btf, raw_tp,
+//! perf-event kprobes). Everything else goes through aya.
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{FromRawFd as _, OwnedFd, RawFd},
+};
+
+pub const BPF_PROG_LOAD: libc::c_long = 5;
+pub const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+pub const BPF_LINK_CREATE: libc::c_long = 28;
+
+pub const BPF_PROG_TYPE_KPROBE: u32 = 2;
+pub const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+pub const BPF_PROG_TYPE_TRACING: u32 = 26;
+
+pub const BPF_TRACE_RAW_TP: u32 = 23;
+pub const BPF_TRACE_KPROBE_MULTI: u32 = 42;
+
+/// The `BPF_PROG_LOAD` part of `union bpf_attr`, up to the fields we use;
+/// the kernel treats the missing tail as zeros.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_btf_obj_fd: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct KprobeMultiLinkAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    kprobe_multi_flags: u32,
+    cnt: u32,
+    syms: u64,
+    addrs: u64,
+    cookies: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointOpenAttr {
+    name: u64,
+    prog_fd: u32,
+    _pad: u32,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    // SAFETY: attr is a properly laid out bpf_attr prefix of the given size.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_bpf, cmd, (attr as *mut T).cast::<libc::c_void>(), size_of::<T>())
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: these commands return a new file descriptor on success.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// What to load.
+pub struct ProgLoad<'a> {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub attach_btf_id: u32,
+    pub name: &'a str,
+    /// Instructions in the kernel's 8-byte encoding.
+    pub insns: &'a [u64],
+}
+
+/// A failed load, with the verifier's log when it gave one.
+#[derive(Debug)]
+pub struct LoadError {
+    pub error: io::Error,
+    pub log: String,
+}
+
+pub fn prog_load(prog: &ProgLoad<'_>) -> Result<OwnedFd, LoadError> {
+    let license = c"GPL";
+    let mut name = [0u8; 16];
+    for (dst, src) in name.iter_mut().zip(prog.name.bytes().take(15)) {
+        *dst = src;
+    }
+    let attempt = |log: Option<&mut Vec<u8>>| {
+        let mut attr = ProgLoadAttr {
+            prog_type: prog.prog_type,
+            insn_cnt: prog.insns.len() as u32,
+            insns: prog.insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            prog_name: name,
+            expected_attach_type: prog.expected_attach_type,
+            attach_btf_id: prog.attach_btf_id,
+            ..Default::default()
+        };
+        if let Some(log) = log {
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+        }
+        bpf(BPF_PROG_LOAD, &mut attr)
+    };
+    // Load without a log first: it is faster, and most loads succeed.
+    match attempt(None) {
+        Ok(fd) => Ok(fd),
+        Err(error) if error.raw_os_error() == Some(libc::EACCES) || error.raw_os_error() == Some(libc::EINVAL) => {
+            let mut log = vec![0u8; 16 << 20];
+            match attempt(Some(&mut log)) {
+                Ok(fd) => Ok(fd),
+                Err(error) => {
+                    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                    Err(LoadError { error, log: String::from_utf8_lossy(&log[..end]).into_owned() })
+                }
+            }
+        }
+        Err(error) => Err(LoadError { error, log: String::new() }),
+    }
+}
+
+/// Attaches a program loaded as `BPF_TRACE_KPROBE_MULTI` to every symbol in `syms`.
+pub fn link_kprobe_multi(prog: RawFd, syms: &[CString]) -> io::Result<OwnedFd> {
+    let ptrs: Vec<*const libc::c_char> = syms.iter().map(|s| s.as_ptr()).collect();
+    let mut attr = KprobeMultiLinkAttr {
+        prog_fd: prog as u32,
+        attach_type: BPF_TRACE_KPROBE_MULTI,
+        cnt: ptrs.len() as u32,
+        syms: ptrs.as_ptr() as u64,
+        ..Default::default()
+    };
+    bpf(BPF_LINK_CREATE, &mut attr)
+}
+
+/// Attaches a raw tracepoint program by tracepoint name, or a `tp_btf`
+/// program (whose target was fixed at load) when `name` is `None`.
+pub fn raw_tracepoint_open(prog: RawFd, name: Option<&CString>) -> io::Result<OwnedFd> {
+    let mut attr = RawTracepointOpenAttr {
+        name: name.map_or(0, |n| n.as_ptr() as u64),
+        prog_fd: prog as u32,
+        _pad: 0,
+    };
+    bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+}
+
+/// `struct perf_event_attr` up to `config2` (PERF_ATTR_SIZE_VER1 = 72).
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    type_: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+    config2: u64,
+}
+
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+
+/// Creates a kprobe on `func` through the kprobe PMU (`pmu_type` from
+/// /sys/bus/event_source/devices/kprobe/type) and runs `prog` on it. Closing
+/// the returned descriptor removes the kprobe.
+pub fn attach_kprobe(pmu_type: u32, func: &CString, prog: RawFd) -> io::Result<OwnedFd> {
+    let mut attr = PerfEventAttr {
+        type_: pmu_type,
+        size: size_of::<PerfEventAttr>() as u32,
+        config1: func.as_ptr() as u64,
+        sample_period: 1,
+        wakeup_events: 1,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid perf_event_attr prefix; pid -1 / cpu 0 is how
+    // kprobe PMU events are opened system-wide.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_perf_event_open, &raw mut attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: perf_event_open returned a new descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: plain ioctls on the descriptor we own.
+    unsafe {
+        if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_SET_BPF, prog) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
