@@ -6,10 +6,7 @@ use std::{io, time::Duration};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuHashMap, RingBuf, StackTraceMap};
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::io::unix::AsyncFd;
 use tracer_common::Event;
 
 use crate::{
@@ -20,6 +17,7 @@ use crate::{
     output::{Record, Sinks},
     probes::Attached,
     resolve::{DropReasons, Processes, Sites, c_str},
+    stop::Stop,
 };
 
 /// Why the loop stopped.
@@ -28,7 +26,10 @@ enum End {
     Limit,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn run(
+    rt: &tokio::runtime::Runtime,
+    stop: &mut Stop,
     loader: &mut Loader,
     mut logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     attached: &Attached,
@@ -62,23 +63,14 @@ pub fn run(
     };
 
     sinks.header()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the event loop")?;
+    // SAFETY: the RingBuf owns its descriptor and lives inside the AsyncFd,
+    // so the descriptor stays open for as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(io::Error::from).context("watching the ring buffer")?;
     let result: anyhow::Result<End> = rt.block_on(async {
-        // Installing handlers also un-ignores SIGINT, which a shell leaves
-        // ignored for background jobs of scripts.
-        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        // SAFETY: the RingBuf owns its descriptor and lives inside the AsyncFd,
-        // so the descriptor stays open for as long as it is registered.
-        let mut ring = unsafe { AsyncFd::register(ring) }.map_err(io::Error::from).context("watching the ring buffer")?;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = sigint.recv() => return Ok(End::Signal),
-                _ = sigterm.recv() => return Ok(End::Signal),
+                _ = stop.wait() => return Ok(End::Signal),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
                     let end = drain(guard.get_inner_mut(), &mut state, &mut sinks)?;
@@ -101,7 +93,10 @@ pub fn run(
             }
         }
     });
-    result?;
+    if let End::Signal = result? {
+        // Events already in the ring happened before the signal: print them.
+        drain(ring.get_mut(), &mut state, &mut sinks)?;
+    }
 
     let lost = count_lost(&lost_map);
     sinks.summary(state.printed, lost)?;

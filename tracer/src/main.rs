@@ -14,6 +14,7 @@ mod privileges;
 mod probes;
 mod resolve;
 mod run;
+mod stop;
 mod sys;
 
 use std::process::ExitCode;

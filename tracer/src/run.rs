@@ -14,6 +14,7 @@ use crate::{
     privileges,
     probes::{self, Attached, kprobe, kprobe_multi, tracepoint},
     resolve::DropReasons,
+    stop::Stop,
 };
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -22,6 +23,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.list_funcs {
         privileges::check()?;
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    let _guard = rt.enter();
+    let mut stop = Stop::install()?;
 
     let mut btf = KernelBtf::open()?;
     let mut kmods = args.kmods.clone();
@@ -53,7 +60,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    let attached = plan.attach(&loader, args.verbose)?;
+    let attached = plan.attach(&loader, args.verbose, &mut stop)?;
+    if stop.requested() {
+        return Ok(());
+    }
     if attached.attached == 0 {
         bail!("nothing could be attached ({}); run with --verbose to see why", attached.summary());
     }
@@ -64,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let kallsyms = Kallsyms::load()?;
     let reasons = DropReasons::from_btf(&btf);
     drop(btf);
-    collect::run(&mut loader, logger, &attached, &kallsyms, &reasons, sinks, &args)
+    collect::run(&rt, &mut stop, &mut loader, logger, &attached, &kallsyms, &reasons, sinks, &args)
 }
 
 fn choose_backend(requested: Backend) -> anyhow::Result<Backend> {
@@ -131,19 +141,19 @@ impl Plan {
         Ok(())
     }
 
-    fn attach(&self, loader: &Loader, verbose: bool) -> anyhow::Result<Attached> {
+    fn attach(&self, loader: &Loader, verbose: bool, stop: &mut Stop) -> anyhow::Result<Attached> {
         let mut attached = Attached::default();
         let started = std::time::Instant::now();
         match self {
             Self::Tracepoints(targets) => tracepoint::attach(loader, targets, &mut attached)?,
-            Self::Kprobes { backend: Backend::Kprobe, funcs } => kprobe::attach(loader, funcs, &mut attached)?,
+            Self::Kprobes { backend: Backend::Kprobe, funcs } => kprobe::attach(loader, funcs, &mut attached, stop)?,
             Self::Kprobes { backend, funcs } => {
-                if let Err(e) = kprobe_multi::attach(loader, funcs, &mut attached) {
+                if let Err(e) = kprobe_multi::attach(loader, funcs, &mut attached, stop) {
                     if *backend == Backend::KprobeMulti {
                         return Err(e);
                     }
                     log::info!("{e:#}; using kprobes");
-                    kprobe::attach(loader, funcs, &mut attached)?;
+                    kprobe::attach(loader, funcs, &mut attached, stop)?;
                 }
             }
         }

@@ -1,1 +1,130 @@
-fn main() {}
+//! `cargo xtask <command>`: every developer task, each starting with `setup`
+//! so that a fresh clone needs nothing else.
+
+mod demo;
+
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use xtask::{setup, workspace_root};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "skbtrace's developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent).
+    Setup,
+    /// Build the eBPF object and the skbtrace binary.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run skbtrace as root with ARGS.
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run every test layer: unit, host end-to-end, VM end-to-end.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Boot the test VM with skbtrace on its PATH and run SCRIPT in it.
+    Vm {
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+        #[arg(last = true, required = true)]
+        script: Vec<String>,
+    },
+    /// Show skbtrace tracing a dropped UDP packet between two throwaway namespaces.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    setup::run()?;
+    match cmd {
+        Cmd::Setup => Ok(ExitCode::SUCCESS),
+        Cmd::Build { release } => {
+            build(release)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { release, args } => {
+            let bin = build(release)?;
+            run_as_root(&bin, &args)
+        }
+        Cmd::Test { args } => test(&args),
+        Cmd::Vm { kernel, script } => vm(&kernel, &script),
+        Cmd::Demo => {
+            let bin = build(false)?;
+            demo::run(&bin)
+        }
+    }
+}
+
+/// Builds skbtrace and returns the binary's path.
+pub fn build(release: bool) -> anyhow::Result<PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root()).args(["build", "--package", "tracer", "--bin", "skbtrace"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("building skbtrace failed");
+    }
+    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("skbtrace"))
+}
+
+fn run_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCode> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        Command::new(bin)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(bin);
+        c
+    };
+    let status = cmd.args(args).status().with_context(|| format!("running {}", bin.display()))?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
+    build(false)?;
+    let status = Command::new("cargo")
+        .current_dir(workspace_root())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(extra)
+        .status()
+        .context("running cargo test")?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn vm(kernel: &str, script: &[String]) -> anyhow::Result<ExitCode> {
+    let _bin = build(false)?;
+    let _ = (kernel, script);
+    bail!("the VM harness is not wired in yet")
+}

@@ -9,7 +9,7 @@ use std::{
     os::fd::{AsRawFd as _, OwnedFd, RawFd},
     sync::{
         Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -21,6 +21,7 @@ use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS};
 use crate::{
     btf::SkbFunc,
     loader::{LoadAs, Loader},
+    stop::Stop,
     sys,
 };
 
@@ -79,7 +80,7 @@ pub fn load_programs(
     Ok(out)
 }
 
-pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> anyhow::Result<()> {
+pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop: &mut Stop) -> anyhow::Result<()> {
     let pmu = pmu_type()?;
     let programs = load_programs(loader, funcs, 0)?;
     let prog_fds: HashMap<(String, u32), RawFd> = programs.iter().map(|(k, v)| (k.clone(), v.as_raw_fd())).collect();
@@ -88,10 +89,13 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> an
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, std::io::Result<OwnedFd>)>> = Mutex::new(Vec::with_capacity(funcs.len()));
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
+    let cancel = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let nworkers = workers.min(funcs.len().max(1));
     std::thread::scope(|s| {
-        for _ in 0..workers.min(funcs.len().max(1)) {
+        for _ in 0..nworkers {
             s.spawn(|| {
-                loop {
+                while !cancel.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(func) = funcs.get(i) else { break };
                     let prog = prog_fds[&program_for(func)];
@@ -101,7 +105,15 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> an
                     results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
                     progress.inc();
                 }
+                done.fetch_add(1, Ordering::Relaxed);
             });
+        }
+        // Ctrl-C during a long attach stops it; what is attached is detached on drop.
+        while done.load(Ordering::Relaxed) < nworkers {
+            if stop.requested() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     });
     progress.finish();

@@ -5,13 +5,13 @@
 use std::{collections::BTreeMap, ffi::CString, os::fd::AsRawFd as _};
 
 use super::{Attached, kprobe};
-use crate::{btf::SkbFunc, loader::Loader, sys};
+use crate::{btf::SkbFunc, loader::Loader, stop::Stop, sys};
 
 /// Attaches every function; a group the kernel refuses as a whole (one
 /// unprobeable symbol fails the link) is retried with single kprobes.
 /// Returns an error only when kprobe-multi itself is unsupported and nothing
 /// was attached, so that `auto` can fall back.
-pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> anyhow::Result<()> {
+pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop: &mut Stop) -> anyhow::Result<()> {
     let programs = kprobe::load_programs(loader, funcs, sys::BPF_TRACE_KPROBE_MULTI)?;
     let mut groups: BTreeMap<(String, u32), Vec<&SkbFunc>> = BTreeMap::new();
     for func in funcs {
@@ -21,6 +21,9 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> an
     let mut retry = Vec::new();
     let mut first_error = None;
     for (key, group) in &groups {
+        if stop.requested() {
+            break;
+        }
         let syms: Vec<CString> = group.iter().filter_map(|f| CString::new(f.name.as_str()).ok()).collect();
         match sys::link_kprobe_multi(programs[key].as_raw_fd(), &syms) {
             Ok(link) => {
@@ -43,7 +46,7 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached) -> an
         if attached.attached == 0 && matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) {
             return Err(anyhow::anyhow!("kprobe-multi is not supported by this kernel: {e}"));
         }
-        kprobe::attach(loader, &retry, attached)?;
+        kprobe::attach(loader, &retry, attached, stop)?;
     }
     Ok(())
 }

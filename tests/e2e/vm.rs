@@ -1,0 +1,1 @@
+//! Kprobe tests in a VM: wired when the VM harness lands.
