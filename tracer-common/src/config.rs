@@ -57,7 +57,9 @@ pub struct Config {
     pub netns: u32,
     pub ifindex: u32,
     pub pid: u32,
-    pub _pad0: u32,
+    /// Wake the reader only once this many bytes wait in the ring buffer;
+    /// it also drains on a short timer, so quiet periods still show promptly.
+    pub wakeup_bytes: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 16 * 4 + 8 * 4);
@@ -90,7 +92,7 @@ impl Config {
             netns: 0,
             ifindex: 0,
             pid: 0,
-            _pad0: 0,
+            wakeup_bytes: 0,
         }
     }
 }

@@ -20,6 +20,10 @@ use tracer_common::{
     limits::SNAPLEN_MAX,
 };
 
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
 use crate::{
     filter::{skbtrace_filter_l2, skbtrace_filter_l3},
     maps::{EVENTS, LOST, SCRATCH, STACKS, TRACKED},
@@ -155,7 +159,13 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         ev.location = 0;
     }
 
-    if EVENTS.output::<Event>(&*ev, 0).is_err() {
+    // Batch wake-ups: waking the reader per event costs more than the event.
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<Event>(&*ev, flags).is_err() {
         count_lost(if site.func_ip != 0 { site.func_ip } else { site.probe_id as u64 });
     }
     true

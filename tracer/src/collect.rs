@@ -67,7 +67,7 @@ pub fn run(
     // so the descriptor stays open for as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(io::Error::from).context("watching the ring buffer")?;
     let result: anyhow::Result<End> = rt.block_on(async {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 _ = stop.wait() => return Ok(End::Signal),

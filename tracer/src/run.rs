@@ -46,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (l2, l3) = compile_filters(cfg.expression.as_deref(), args.snaplen)?;
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = btf.offsets()?;
+    kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
     let sizes = MapSizes { ring_bytes: args.ring_size * 1024, track_entries: args.track_entries };
     let mut loader = Loader::new(&kernel_cfg, &sizes, &l2, &l3)?;
     let logger = if args.debug {

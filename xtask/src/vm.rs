@@ -45,7 +45,7 @@ pub struct VmOptions {
     pub timeout: Duration,
     /// Usually `target/vm`; kernels and the tools archive are cached here.
     pub work_dir: PathBuf,
-    /// Copy the script's output to stderr while it runs (for `cargo xtask vm`);
+    /// Copy the script's output to stdout while it runs (for `cargo xtask vm`);
     /// boot messages stay out, they are in the outcome's console log.
     pub stream_output: bool,
 }
@@ -180,8 +180,12 @@ fn vm_failure(
 ) -> anyhow::Error {
     let what = if console.timed_out {
         format!("did not finish within {:?}; qemu was killed", opts.timeout)
-    } else if console.log.contains("Kernel panic") {
-        "kernel panicked".to_owned()
+    } else if let Some(panic) = console
+        .log
+        .lines()
+        .find(|line| line.contains("Kernel panic"))
+    {
+        format!("kernel panicked ({})", panic.trim())
     } else {
         format!(
             "qemu exited ({}) without the script's end marker",

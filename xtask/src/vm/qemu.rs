@@ -27,7 +27,7 @@ pub struct Boot<'a> {
     pub vmlinuz: &'a Path,
     pub initrd: &'a Path,
     pub timeout: Duration,
-    /// Copy the script's output to stderr as it arrives.
+    /// Copy the script's output to stdout as it arrives.
     pub stream_output: bool,
 }
 
@@ -115,7 +115,7 @@ pub fn boot(boot: &Boot, markers: &Markers) -> anyhow::Result<Console> {
                         None => &line,
                     };
                     if boot.stream_output {
-                        eprint!("{output}");
+                        print!("{output}");
                     }
                 }
                 log.push_str(&line);
