@@ -5,6 +5,7 @@
 mod cli;
 mod drops;
 mod filters;
+mod nat;
 mod output;
 mod signals;
 mod util;

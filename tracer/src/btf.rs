@@ -251,3 +251,71 @@ fn is_skb_ptr(btf: &Btf, param: &dyn BtfType) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against the running kernel's BTF, which every supported machine has.
+    use super::*;
+
+    fn kernel() -> Option<KernelBtf> {
+        match KernelBtf::open() {
+            Ok(k) => Some(k),
+            Err(_) if std::env::var_os("CI").is_some() => panic!("{VMLINUX} missing under CI"),
+            Err(_) => {
+                eprintln!("SKIPPED: {VMLINUX} missing");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn finds_skb_functions_with_positions() {
+        let Some(k) = kernel() else { return };
+        let funcs = k.skb_functions();
+        assert!(funcs.len() > 500, "only {} skb functions", funcs.len());
+        let pos = |name: &str| funcs.iter().find(|f| f.name == name).map(|f| f.position);
+        assert_eq!(pos("ip_rcv"), Some(1));
+        assert_eq!(pos("netif_receive_skb"), Some(1));
+        assert_eq!(pos("__netif_receive_skb_core"), None, "takes struct sk_buff **, not *");
+        // sk_skb_reason_drop(sk, skb, reason) on ≥ 6.11, kfree_skb_reason(skb, reason) before.
+        assert!(pos("sk_skb_reason_drop") == Some(2) || pos("kfree_skb_reason") == Some(1));
+        assert!(funcs.iter().all(|f| (1..=5).contains(&f.position) && f.module.is_empty()));
+    }
+
+    #[test]
+    fn offsets_are_those_of_this_kernel() {
+        let Some(k) = kernel() else { return };
+        let o = k.offsets().expect("offsets");
+        // Plausible, distinct, and inside struct sk_buff (< 256 bytes on every kernel).
+        for (name, off) in [("head", o.skb_head), ("data", o.skb_data), ("len", o.skb_len), ("dev", o.skb_dev)] {
+            assert!(off < 256, "sk_buff.{name} at {off}");
+        }
+        assert_ne!(o.skb_head, o.skb_data);
+        assert_ne!(o.skb_mac_header, o.skb_network_header);
+        assert_eq!(o.skb_network_header, o.skb_mac_header - 2, "mac_header follows network_header in sk_buff");
+        assert_ne!(o.dev_nd_net, OFFSET_NONE);
+        assert_ne!(o.net_inum, OFFSET_NONE);
+        assert!(o.dev_name < o.dev_mtu || o.dev_mtu < 4096);
+    }
+
+    #[test]
+    fn drop_reasons_come_from_the_kernel_enum() {
+        let Some(k) = kernel() else { return };
+        let names = k.enum_names("skb_drop_reason");
+        let no_socket = names.iter().find(|(_, n)| *n == "SKB_DROP_REASON_NO_SOCKET").map(|(v, _)| *v);
+        // 2 on 6.1, 3 on 6.18: whichever it is, it comes from BTF.
+        assert!(matches!(no_socket, Some(2..=4)), "{no_socket:?}");
+        assert_eq!(names.get(&0).map(String::as_str), Some("SKB_NOT_DROPPED_YET"));
+    }
+
+    #[test]
+    fn finds_skb_tracepoints() {
+        let Some(k) = kernel() else { return };
+        let tps = k.skb_tracepoints();
+        let pos = |name: &str| tps.iter().find(|t| t.0 == name).map(|t| t.1);
+        assert_eq!(pos("kfree_skb"), Some(0));
+        assert_eq!(pos("netif_receive_skb"), Some(0));
+        assert_eq!(pos("net_dev_xmit"), Some(0));
+        assert!(pos("tcp_receive_reset").is_none(), "tcp_receive_reset takes a sock, not an skb");
+    }
+}

@@ -1,6 +1,7 @@
 //! One run: validate, discover, load, attach, collect, detach.
 
 use anyhow::{Context as _, anyhow, bail};
+use tracer_common::limits::SNAPLEN_MAX;
 
 use crate::{
     btf::KernelBtf,
@@ -43,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
     }
 
-    let (l2, l3) = compile_filters(cfg.expression.as_deref(), args.snaplen)?;
+    let (l2, l3) = compile_filters(cfg.expression.as_deref())?;
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = btf.offsets()?;
     kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
@@ -93,11 +94,13 @@ fn choose_backend(requested: Backend) -> anyhow::Result<Backend> {
     }
 }
 
-fn compile_filters(expr: Option<&str>, snaplen: u32) -> anyhow::Result<(Vec<filter::Insn>, Vec<filter::Insn>)> {
+fn compile_filters(expr: Option<&str>) -> anyhow::Result<(Vec<filter::Insn>, Vec<filter::Insn>)> {
     let Some(expr) = expr else {
         return Ok((filter::match_all(), filter::match_all()));
     };
-    filter::compile_pair(expr, snaplen).map_err(|e| usage(format!("{e}")))
+    // The filter reads the event's whole packet buffer; how much of it is
+    // valid (--snaplen or less) is passed at run time.
+    filter::compile_pair(expr, SNAPLEN_MAX as u32).map_err(|e| usage(format!("{e}: {expr:?}")))
 }
 
 /// What will be attached.
