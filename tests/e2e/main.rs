@@ -7,6 +7,7 @@ mod drops;
 mod filters;
 mod nat;
 mod output;
+mod pcap;
 mod signals;
 mod util;
 mod vm;

@@ -26,8 +26,9 @@ pub use pcap::CbpfInsn;
 /// The largest filter, in eBPF instructions, that [`compile`] returns.
 pub const MAX_INSNS: usize = 4096;
 
-/// The most stack the subprogram's frame uses, in bytes: cBPF scratch memory `M[0..16]` plus one
-/// 8-byte counter per loop (libpcap emits loops only for `protochain`).
+/// The most stack the subprogram's frame uses, in bytes: cBPF scratch memory `M[0..16]`, one
+/// 8-byte counter per loop (libpcap loops only for `protochain`) and one 8-byte scratch slot.
+/// Typical filters use 0–8 bytes, `protochain 58` (two loops) 32.
 pub const MAX_STACK: usize = 128;
 
 /// One eBPF instruction; a 64-bit immediate load (`lddw`) takes two.

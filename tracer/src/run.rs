@@ -20,6 +20,7 @@ use crate::{
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = RunConfig::from_args(&args)?;
+    let (l2, l3) = compile_filters(cfg.expression.as_deref())?;
     let sinks = output::Sinks::open(&args)?;
     if !args.list_funcs {
         privileges::check()?;
@@ -44,7 +45,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
     }
 
-    let (l2, l3) = compile_filters(cfg.expression.as_deref())?;
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = btf.offsets()?;
     kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
@@ -100,7 +100,11 @@ fn compile_filters(expr: Option<&str>) -> anyhow::Result<(Vec<filter::Insn>, Vec
     };
     // The filter reads the event's whole packet buffer; how much of it is
     // valid (--snaplen or less) is passed at run time.
-    filter::compile_pair(expr, SNAPLEN_MAX as u32).map_err(|e| usage(format!("{e}: {expr:?}")))
+    filter::compile_pair(expr, SNAPLEN_MAX as u32).map_err(|e| {
+        let shown: String = expr.chars().take(120).collect();
+        let more = if shown.len() < expr.len() { "…" } else { "" };
+        usage(format!("{e}\n  in expression: {shown}{more}"))
+    })
 }
 
 /// What will be attached.

@@ -24,8 +24,9 @@
 //! - `P[k:n]`: if `k + n > snaplen` the load can never succeed and becomes a jump to "no match"
 //!   (the instructions only reachable after it are dropped); otherwise `if r2 < k + n goto
 //!   nomatch`, then a load at the constant offset `r1 + k`.
-//! - `P[X + k:n]`: `if r4 > snaplen - k - n goto nomatch` gives the verifier X's range;
-//!   `r5 = r4 + k + n; if r5 > r2 goto nomatch` checks the data; the load reads `r1 + r5 - n`.
+//! - `P[X + k:n]`: `r5 = r4` (through the stack, see below); `if r5 > snaplen - k - n goto
+//!   nomatch` gives the verifier its range; `r5 += k + n; if r5 > r2 goto nomatch` checks the
+//!   data; the load reads `r1 + r5 - n`.
 //!
 //! Loads are big-endian (`be16`/`be32` after the load). Division or modulo by zero is "no
 //! match"; a shift by 32 or more gives 0; these are `bpf_filter()`'s rules.
@@ -34,8 +35,10 @@
 //!
 //! Scratch word `M[i]` lives at `r10 - mem + 4 * i`, where `mem` covers the highest word used.
 //! It is zeroed on entry when any word is read (so is libpcap's since 1.10.5, and the verifier
-//! wants initialized stack). Below it sit one 8-byte counter per loop and, if there are loops,
-//! one more slot (see below). The frame is at most [`MAX_STACK`] bytes.
+//! wants initialized stack). Below it sit one 8-byte counter per loop and a slot whose upper
+//! half is a 4-byte word off the 8-byte grid. The verifier tracks a register's range through a
+//! spill only at aligned offsets, so a round trip through that word keeps the value and
+//! makes the verifier forget what it knew. The frame is at most [`MAX_STACK`] bytes.
 //!
 //! # Jumps and loops
 //!
@@ -119,6 +122,8 @@ struct Layout {
     /// Bytes of stack for `M[]`, a multiple of 8.
     mem_bytes: usize,
     mem_read: bool,
+    /// Whether an indirect load or a loop needs the word at `launder_off`.
+    launders: bool,
 }
 
 impl Layout {
@@ -128,6 +133,7 @@ impl Layout {
         let mut loops = 0;
         let mut mem_words = 0;
         let mut mem_read = false;
+        let mut indirect = false;
         let mut work = if prog.is_empty() { vec![] } else { vec![0] };
         while let Some(pc) = work.pop() {
             if std::mem::replace(&mut reachable[pc], true) {
@@ -137,6 +143,7 @@ impl Layout {
             if !cbpf::OPCODES.contains(&insn.code) {
                 return Err(unsupported(pc, insn, "unknown opcode"));
             }
+            indirect |= cbpf::class(insn.code) == cbpf::LD && cbpf::mode(insn.code) == cbpf::IND;
             if uses_mem(insn.code) {
                 if insn.k >= cbpf::MEMWORDS {
                     return Err(unsupported(pc, insn, "scratch memory index out of range"));
@@ -159,15 +166,13 @@ impl Layout {
             loops,
             mem_bytes,
             mem_read,
+            launders: indirect || loops > 0,
         })
     }
 
     /// `M[]`, then the loop counters, then a slot for `launder_off`.
     fn stack_bytes(&self) -> usize {
-        match self.loops {
-            0 => self.mem_bytes,
-            loops => self.mem_bytes + 8 * loops + 8,
-        }
+        self.mem_bytes + 8 * self.loops + if self.launders { 8 } else { 0 }
     }
 
     /// Frame offset of `M[word]`.
@@ -180,9 +185,7 @@ impl Layout {
         -((self.mem_bytes + 8 * (slot + 1)) as i16)
     }
 
-    /// Frame offset of a 4-byte word that is not 8-byte aligned. The verifier tracks a
-    /// register's range through a stack spill only at aligned offsets, so a round trip through
-    /// this word keeps a value and drops what the verifier knows about it.
+    /// Frame offset of the 4-byte word off the 8-byte grid (see the module docs).
     fn launder_off(&self) -> i16 {
         -(self.stack_bytes() as i16) + 4
     }
@@ -347,12 +350,17 @@ impl Translator<'_> {
     fn load_ind(&mut self, size: u16, k: u32) {
         let n = load_bytes(size);
         let end = k + n;
-        // Bounds X for the verifier, then checks X + k + n against the valid bytes.
+        // On a path it failed to rule out, the verifier can hold contradictory bounds for X
+        // (6.1 does not decide `if w3 > w4` with a constant w3) and then refuses X as a pointer
+        // offset. Copied through the unaligned word, X arrives with bounds derived afresh.
+        let launder = self.layout.launder_off();
+        self.emit(Insn::store(op::W, FP, launder, X));
+        self.emit(Insn::load(op::W, ADDR, FP, launder));
+        // Bounds the offset for the verifier, then checks X + k + n against the valid bytes.
         self.jump(
-            Insn::jmp_imm(op::JGT, X, (self.snaplen - end) as i32, 0),
+            Insn::jmp_imm(op::JGT, ADDR, (self.snaplen - end) as i32, 0),
             Target::NoMatch,
         );
-        self.emit(Insn::alu64_reg(op::MOV, ADDR, X));
         self.emit(Insn::alu64_imm(op::ADD, ADDR, end as i32));
         self.jump(Insn::jmp_reg(op::JGT, ADDR, LEN, 0), Target::NoMatch);
         self.emit(Insn::alu64_reg(op::ADD, ADDR, PKT));

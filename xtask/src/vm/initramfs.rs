@@ -3,7 +3,8 @@
 //! - tools: busybox with its applets, ip, legacy iptables, nsenter and their
 //!   libraries. It depends only on the host, so it is built once and cached;
 //!   resolving iptables' ~120 extension libraries with ldd takes over a second.
-//! - run: /init, the kernel's modules, skbtrace and the test files.
+//! - run: /init, the kernel's modules with a modules.dep for busybox modprobe,
+//!   skbtrace and the test files.
 
 use std::{
     collections::BTreeSet,
@@ -159,13 +160,6 @@ struct HostTools {
 impl HostTools {
     fn find() -> anyhow::Result<Self> {
         let busybox = host_program("busybox", "busybox")?;
-        if shared_libraries(&[&busybox])?.is_empty() {
-            bail!(
-                "{} is statically linked: install Debian package busybox, not busybox-static \
-                 (the static one runs its own applets even where PATH names ip or iptables)",
-                busybox.display()
-            );
-        }
         let xtables = host_program("xtables-legacy-multi", "iptables")?;
         let extensions_dir = [
             "/usr/lib/x86_64-linux-gnu/xtables",
@@ -214,6 +208,13 @@ impl HostTools {
     }
 
     fn archive(&self) -> anyhow::Result<Archive> {
+        if shared_libraries(&[&self.busybox])?.is_empty() {
+            bail!(
+                "{} is statically linked: install Debian package busybox, not busybox-static \
+                 (the static one runs its own applets even where PATH names ip or iptables)",
+                self.busybox.display()
+            );
+        }
         let mut archive = Archive::default();
         // Keep the host's merged-/usr symlinks so that paths compiled into the
         // tools (the loader in /lib64, iptables' extension dir) resolve alike.

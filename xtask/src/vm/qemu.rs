@@ -48,16 +48,8 @@ pub struct Console {
 pub fn boot(boot: &Boot, markers: &Markers) -> anyhow::Result<Console> {
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "2G",
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-        ])
+        .args(["-accel", "tcg", "-m", "2G", "-smp", "2"])
+        .args(["-nographic", "-no-reboot"])
         // No NIC: tests use loopback and veth pairs, and the default NIC costs boot time.
         .args(["-nic", "none"])
         .arg("-kernel")

@@ -20,13 +20,14 @@ const DST_OPTS: u8 = 60;
 const AH: u8 = 51;
 const NO_NEXT: u8 = 59;
 
-const V4_ADDRS: [[u8; 4]; 6] = [
+const V4_ADDRS: [[u8; 4]; 7] = [
     [10, 0, 0, 1],
     [10, 0, 0, 2],
     [10, 0, 1, 7],
     [192, 168, 1, 10],
     [172, 16, 5, 4],
     [8, 8, 8, 8],
+    [224, 0, 0, 251],
 ];
 const V6_ADDRS: [&str; 5] = ["::1", "fe80::1", "2001:db8::1", "2001:db8::2", "ff02::1"];
 const MACS: [[u8; 6]; 4] = [
@@ -251,6 +252,27 @@ fn ip_packets() -> Vec<Packet> {
     packets
 }
 
+/// Packets that the expressions under test look for and random ones rarely are.
+fn targeted() -> Vec<Packet> {
+    let v4 = |proto, l4: &[u8]| ipv4([10, 0, 0, 1], [10, 0, 0, 2], proto, 64, 0, 0, l4);
+    let v6 = |next, l4: &[u8]| ipv6(v6("fe80::1"), v6("ff02::1"), next, l4);
+    vec![
+        packet(
+            v4(UDP, &udp(1234, 4000, b"hello")),
+            "udp 10.0.0.1 > 10.0.0.2:4000".into(),
+        ),
+        packet(
+            v4(ICMP, &icmp(8, 0)),
+            "icmp echo 10.0.0.1 > 10.0.0.2".into(),
+        ),
+        packet(
+            v6(ICMP6, &icmp(135, 0)),
+            "icmp6 neighbor solicitation".into(),
+        ),
+        packet(v6(TCP, &tcp(1, 22, 0x02, &[])), "ip6 tcp syn to 22".into()),
+    ]
+}
+
 /// libpcap 1.10's `protochain` sets X to the AH length instead of adding it, so after an AH it
 /// reads the next header at a fixed offset into the IP header. These packets put headers there
 /// that end the walk; a packet that led it round in a circle would hang libpcap's own
@@ -294,6 +316,7 @@ fn truncated(packets: &[Packet], lengths: &[usize], step: usize) -> Vec<Packet> 
 /// Packets starting with an IPv4 or IPv6 header.
 pub fn raw_ip() -> Vec<Packet> {
     let mut packets = ip_packets();
+    packets.extend(targeted());
     let cut = truncated(
         &packets,
         &[0, 1, 9, 10, 19, 20, 23, 33, 39, 40, 41, 43, 47, 55],
@@ -317,6 +340,11 @@ pub fn ethernet_frames() -> Vec<Packet> {
             data,
             format!("eth {dst:x?}>{src:x?} vlan {tags:?} {}", p.what),
         ));
+    }
+    for p in targeted() {
+        let ethertype = if p.data[0] >> 4 == 4 { 0x0800 } else { 0x86dd };
+        let data = ethernet(MACS[0], MACS[1], &[], ethertype, &p.data);
+        packets.push(packet(data, format!("eth {}", p.what)));
     }
     for i in 0..20 {
         let (op, spa, tpa) = (1 + (i % 2) as u16, rng.pick(&V4_ADDRS), rng.pick(&V4_ADDRS));
