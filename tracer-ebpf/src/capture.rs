@@ -93,17 +93,21 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     };
     let ev: &mut Event = unsafe { &mut *ev };
     let o = &cfg.offsets;
+    // A tracked skb skips every filter. Folding that into one value (rather
+    // than testing `tracked` at each filter) keeps LLVM from compiling the
+    // whole function twice, which doubled the verifier's work at load.
+    let filters = if tracked { 0 } else { cfg.flags };
 
-    if !tracked && cfg.flags & CFG_PID != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 != cfg.pid {
+    if filters & CFG_PID != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 != cfg.pid {
         return false;
     }
     ev.mark = read::<u32>(skb, o.skb_mark);
-    if !tracked && cfg.flags & CFG_MARK != 0 && ev.mark & cfg.mark_mask != cfg.mark {
+    if filters & CFG_MARK != 0 && ev.mark & cfg.mark_mask != cfg.mark {
         return false;
     }
     let dev: u64 = read(skb, o.skb_dev);
     ev.ifindex = read::<u32>(dev, o.dev_ifindex);
-    if !tracked && cfg.flags & CFG_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
+    if filters & CFG_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
         return false;
     }
     let net: u64 = if dev != 0 {
@@ -113,12 +117,12 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         read(sk, o.sk_net)
     };
     ev.netns = read::<u32>(net, o.net_inum);
-    if !tracked && cfg.flags & CFG_NETNS != 0 && ev.netns != cfg.netns {
+    if filters & CFG_NETNS != 0 && ev.netns != cfg.netns {
         return false;
     }
 
     copy_packet(ev, skb, cfg);
-    if !tracked && cfg.flags & CFG_PCAP != 0 {
+    if filters & CFG_PCAP != 0 {
         let data = ev.data.as_ptr();
         let verdict = match ev.capture() {
             Capture::Mac => skbtrace_filter_l2(data, ev.cap_len as u32),
@@ -128,6 +132,9 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         if verdict == 0 {
             return false;
         }
+    }
+    if ev.cap_len as u32 > cfg.snaplen {
+        ev.cap_len = cfg.snaplen as u16;
     }
 
     ev.skb = skb;
@@ -166,6 +173,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         BPF_RB_NO_WAKEUP
     };
     if EVENTS.output::<Event>(&*ev, flags).is_err() {
+        aya_log_ebpf::debug!(ctx, "ring buffer full: lost the event of skb {:x}", skb);
         count_lost(if site.func_ip != 0 { site.func_ip } else { site.probe_id as u64 });
     }
     true
@@ -193,9 +201,8 @@ fn copy_packet(ev: &mut Event, skb: u64, cfg: &Config) {
         return;
     }
     let mut len = tail - start;
-    if len > cfg.snaplen {
-        len = cfg.snaplen;
-    }
+    // Copy up to SNAPLEN_MAX whatever --snaplen says: the pcap filter sees
+    // all of it, and only what is shown is cut to --snaplen afterwards.
     if len > SNAPLEN_MAX as u32 {
         len = SNAPLEN_MAX as u32;
     }

@@ -29,8 +29,15 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    let level = if args.debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
-    env_logger::Builder::new().filter_level(level).format_timestamp(None).init();
+    // --debug shows skbtrace's own diagnostics and the eBPF side's (aya-log
+    // records carry the eBPF crate's module path), not every library's.
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(log::LevelFilter::Warn).format_timestamp(None);
+    if args.debug {
+        logger.filter_module("skbtrace", log::LevelFilter::Debug);
+        logger.filter_module("tracer_ebpf", log::LevelFilter::Debug);
+    }
+    logger.init();
 
     match run::run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,7 +32,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _guard = rt.enter();
     let mut stop = Stop::install()?;
 
+    let started = std::time::Instant::now();
     let mut btf = KernelBtf::open()?;
+    log::debug!("BTF read in {:?}", started.elapsed());
     let mut kmods = args.kmods.clone();
     if args.all_kmods {
         kmods = KernelBtf::module_names()?;
@@ -41,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let backend = choose_backend(args.backend)?;
     let plan = Plan::new(&btf, backend, cfg.filter_func.as_ref())?;
+    log::debug!("targets found at {:?}", started.elapsed());
     if args.list_funcs {
         return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
     }
@@ -50,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
     let sizes = MapSizes { ring_bytes: args.ring_size * 1024, track_entries: args.track_entries };
     let mut loader = Loader::new(&kernel_cfg, &sizes, &l2, &l3)?;
+    log::debug!("maps created and programs linked at {:?}", started.elapsed());
     let logger = if args.debug {
         match aya_log::EbpfLogger::init(&mut loader.ebpf) {
             Ok(l) => Some(l),

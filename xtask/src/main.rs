@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: every developer task, each starting with `setup`
 //! so that a fresh clone needs nothing else.
 
+mod bench;
 mod demo;
 
 use std::{
@@ -50,6 +51,8 @@ enum Cmd {
     },
     /// Show skbtrace tracing a dropped UDP packet between two throwaway namespaces.
     Demo,
+    /// Measure skbtrace (overhead, accounting, memory, time to ready) into BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Demo => {
             let bin = build(false)?;
             demo::run(&bin)
+        }
+        Cmd::Bench(args) => {
+            let bin = build(true)?;
+            bench::run(&bin, &args)
         }
     }
 }
@@ -123,8 +130,30 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// The tests' UDP sender, which VM scripts use as /test/udpsend.
+fn udpsend() -> anyhow::Result<PathBuf> {
+    let status = Command::new("cargo")
+        .current_dir(workspace_root())
+        .args(["build", "--package", "skbtrace-tests", "--bin", "udpsend"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building udpsend failed");
+    }
+    Ok(workspace_root().join("target/debug/udpsend"))
+}
+
 fn vm(kernel: &str, script: &[String]) -> anyhow::Result<ExitCode> {
-    let _bin = build(false)?;
-    let _ = (kernel, script);
-    bail!("the VM harness is not wired in yet")
+    let bin = build(false)?;
+    let (path, args) = script.split_first().context("no script given")?;
+    let mut opts = xtask::vm::VmOptions::new(kernel.parse()?, bin, path);
+    opts.args = args.to_vec();
+    opts.copy = vec![workspace_root().join("tests/vm"), udpsend()?];
+    opts.stream_output = true;
+    let out = xtask::vm::run(&opts)?;
+    eprintln!(
+        "xtask: {} booted in {:.1?}, script ran {:.1?}, exit status {}",
+        out.release, out.boot_time, out.script_time, out.status
+    );
+    Ok(ExitCode::from(out.status.clamp(0, 255) as u8))
 }

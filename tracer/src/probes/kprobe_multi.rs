@@ -9,44 +9,55 @@ use crate::{btf::SkbFunc, loader::Loader, stop::Stop, sys};
 
 /// Attaches every function; a group the kernel refuses as a whole (one
 /// unprobeable symbol fails the link) is retried with single kprobes.
-/// Returns an error only when kprobe-multi itself is unsupported and nothing
-/// was attached, so that `auto` can fall back.
+/// Returns an error, with nothing attached, when the kernel cannot do
+/// kprobe-multi at all, so that `auto` can fall back to kprobes.
 pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop: &mut Stop) -> anyhow::Result<()> {
     let programs = kprobe::load_programs(loader, funcs, sys::BPF_TRACE_KPROBE_MULTI)?;
     let mut groups: BTreeMap<(String, u32), Vec<&SkbFunc>> = BTreeMap::new();
     for func in funcs {
         groups.entry(kprobe::program_for(func)).or_default().push(func);
     }
-    let progress = kprobe::Progress::new(funcs.len(), "attaching kprobe-multi");
+    let mut links = Vec::new();
     let mut retry = Vec::new();
-    let mut first_error = None;
+    let mut progress: Option<kprobe::Progress> = None;
     for (key, group) in &groups {
         if stop.requested() {
             break;
         }
         let syms: Vec<CString> = group.iter().filter_map(|f| CString::new(f.name.as_str()).ok()).collect();
         match sys::link_kprobe_multi(programs[key].as_raw_fd(), &syms) {
-            Ok(link) => {
-                attached.links.push(link);
-                attached.attached += group.len();
+            Ok(link) => links.push((link, group.len())),
+            // The first link tells whether the kernel has kprobe-multi at all.
+            Err(e) if links.is_empty() && retry.is_empty() && unsupported(&e) => {
+                return Err(anyhow::anyhow!("kprobe-multi is not supported by this kernel: {e}"));
             }
             Err(e) => {
-                log::debug!("kprobe-multi link for {} failed: {e}", key.0);
-                first_error.get_or_insert(e);
+                log::debug!("kprobe-multi link for {} failed ({e}); retrying its functions one by one", key.0);
                 retry.extend(group.iter().map(|f| (*f).clone()));
             }
         }
+        let bar = progress.get_or_insert_with(|| kprobe::Progress::new(funcs.len(), "attaching kprobe-multi"));
         for _ in group {
-            progress.inc();
+            bar.inc();
         }
     }
-    progress.finish();
+    if let Some(bar) = progress {
+        bar.finish();
+    }
+    for (link, n) in links {
+        attached.links.push(link);
+        attached.attached += n;
+    }
     attached.programs.extend(programs.into_values());
-    if let Some(e) = first_error {
-        if attached.attached == 0 && matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) {
-            return Err(anyhow::anyhow!("kprobe-multi is not supported by this kernel: {e}"));
-        }
+    if !retry.is_empty() {
         kprobe::attach(loader, &retry, attached, stop)?;
     }
     Ok(())
+}
+
+/// The kernel's internal ENOTSUPP, which some link paths leak to user space.
+const ENOTSUPP: i32 = 524;
+
+fn unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL | ENOTSUPP))
 }

@@ -2,7 +2,14 @@
 //! `tp_btf` (or `raw_tp` where `tp_btf` is refused). Works on kernels without
 //! kprobes.
 
-use std::ffi::CString;
+use std::{
+    ffi::CString,
+    os::fd::OwnedFd,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use anyhow::Context as _;
 use regex::Regex;
@@ -50,24 +57,45 @@ fn program_for(target: &Target) -> Option<&'static str> {
 }
 
 pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> anyhow::Result<()> {
-    for target in targets {
-        let Some(program) = program_for(target) else {
+    // Each target is its own program load (the verifier's work dominates), so
+    // load on every core: this is most of the time to ready.
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, anyhow::Result<(OwnedFd, OwnedFd)>)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(targets.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(target) = targets.get(i) else { break };
+                    let Some(program) = program_for(target) else { continue };
+                    let frees = if FREES.contains(&target.name.as_str()) { PROBE_ID_FREES } else { 0 };
+                    let result = attach_one(loader, target, program, i as u32 | frees);
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut results = results.into_iter().peekable();
+    // Probe ids are indexes into `targets`, so every target gets a slot.
+    for (i, target) in targets.iter().enumerate() {
+        let program = program_for(target);
+        attached.probes.push(Probe { name: target.name.clone(), drop_point: program == Some("tp_kfree_skb") });
+        if program.is_none() {
             attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.position + 1)));
             continue;
-        };
-        let probe_id = attached.probes.len() as u32;
-        let frees = if FREES.contains(&target.name.as_str()) { PROBE_ID_FREES } else { 0 };
-        match attach_one(loader, target, program, probe_id | frees) {
-            Ok((prog, link)) => {
+        }
+        match results.next_if(|(j, _)| *j == i) {
+            Some((_, Ok((prog, link)))) => {
                 attached.programs.push(prog);
                 attached.links.push(link);
                 attached.attached += 1;
             }
-            Err(e) => {
-                attached.skipped.push((target.name.clone(), format!("{e:#}")));
-            }
+            Some((_, Err(e))) => attached.skipped.push((target.name.clone(), format!("{e:#}"))),
+            None => attached.skipped.push((target.name.clone(), "not attempted".into())),
         }
-        attached.probes.push(Probe { name: target.name.clone(), drop_point: program == "tp_kfree_skb" });
     }
     Ok(())
 }
@@ -77,7 +105,7 @@ fn attach_one(
     target: &Target,
     program: &str,
     probe_id: u32,
-) -> anyhow::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+) -> anyhow::Result<(OwnedFd, OwnedFd)> {
     use std::os::fd::AsRawFd as _;
     let tp_btf = loader.load(&LoadAs {
         program,

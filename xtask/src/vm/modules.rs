@@ -35,6 +35,8 @@ pub const SCENARIO_MODULES: &[&str] = &[
     "xt_MASQUERADE",
     "xt_conntrack",
     "xt_tcpudp",
+    "iptable_mangle",
+    "xt_mark",
 ];
 
 /// A module ready to copy into the initramfs.

@@ -1,0 +1,152 @@
+//! `cargo xtask bench`: what skbtrace costs on this machine — the packet rate
+//! it leaves a flood of drops, whether it accounts for every drop, the cost of
+//! one program run, its memory, and its time to ready — printed and written to
+//! BENCHMARKS.md. Measurements, not tests: no number fails the run.
+//!
+//! Needs root (namespaces, BPF). Traffic only flows between two namespaces
+//! created here and removed on every exit path.
+
+mod flood;
+mod machine;
+mod markdown;
+mod netns;
+mod overhead;
+mod ready;
+mod report;
+mod skbtrace;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use xtask::workspace_root;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Untraced/traced sample pairs per configuration (at least 4; medians are reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Length of one traffic sample, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Spawns per configuration for the time to ready.
+    #[arg(long, default_value_t = 5)]
+    ready_runs: usize,
+    /// Run only these benchmarks (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Which>,
+    /// Print the results without updating BENCHMARKS.md.
+    #[arg(long)]
+    no_write: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// Drop-point overhead, event accounting, per-run cost and memory.
+    Overhead,
+    /// Time from spawn to --ready-file.
+    Ready,
+    /// Decode and format throughput (a placeholder for now).
+    Format,
+}
+
+/// Runs the selected benchmarks against the skbtrace binary at `bin` (a release build).
+pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmarks create network namespaces and load eBPF: run as root (sudo -E cargo xtask bench)");
+    }
+    if args.rounds < 4 {
+        bail!("--rounds must be at least 4: the rate moves by ±5–8 % between samples");
+    }
+    if !(0.1..=60.0).contains(&args.seconds) {
+        bail!("--seconds must be between 0.1 and 60");
+    }
+    let sample = Duration::from_secs_f64(args.seconds);
+    let root = workspace_root();
+    let scratch = Scratch::create()?;
+    let header = machine::Machine::describe(&root).line();
+    let header = format!("{header}\nCommand: `{}`.", command_line(args));
+    let selected = |w| args.only.is_empty() || args.only.contains(&w);
+    let mut sections = Vec::new();
+
+    if let Some(other) = other_tracers() {
+        eprintln!("bench: warning: {other}; the numbers will be noisier");
+    }
+    if selected(Which::Overhead) {
+        let params = overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0 };
+        let results = overhead::measure(&params)?;
+        sections.push(("overhead", report::overhead(&header, args.rounds, sample, &results)));
+        sections.push(("memory", report::memory(&header, &results)));
+    }
+    if selected(Which::Ready) {
+        let mut results = Vec::new();
+        for config in &ready::CONFIGS {
+            let times = ready::measure(bin, &scratch.0, config, args.ready_runs)
+                .with_context(|| format!("time to ready, {}", config.what))?;
+            results.push((config, times));
+        }
+        sections.push(("ready", report::ready(&header, args.ready_runs, &results)));
+    }
+    if selected(Which::Format) {
+        sections.push(("format", report::FORMAT_PLACEHOLDER.to_owned()));
+    }
+
+    let path = root.join("BENCHMARKS.md");
+    for (key, body) in &sections {
+        println!("\n## {key}\n\n{body}");
+        if !args.no_write {
+            markdown::update_section(&path, key, body)?;
+        }
+    }
+    if !args.no_write {
+        eprintln!("bench: updated {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn command_line(args: &BenchArgs) -> String {
+    use std::fmt::Write as _;
+    let mut cmd = format!("cargo xtask bench --rounds {} --seconds {}", args.rounds, args.seconds);
+    if args.ready_runs != 5 {
+        let _ = write!(cmd, " --ready-runs {}", args.ready_runs);
+    }
+    if !args.only.is_empty() {
+        let names: Vec<String> = args.only.iter().map(|w| format!("{w:?}").to_lowercase()).collect();
+        let _ = write!(cmd, " --only {}", names.join(","));
+    }
+    cmd
+}
+
+/// Other skbtrace processes attach to the same tracepoints and slow the
+/// untraced samples too.
+fn other_tracers() -> Option<String> {
+    let me = std::process::id().to_string();
+    let count = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != me.as_str())
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "skbtrace"))
+        .count();
+    (count > 0).then(|| format!("{count} other skbtrace process(es) running"))
+}
+
+/// A directory for skbtrace's ready and stderr files, removed in Drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("skbtrace-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,242 @@
+//! One skbtrace process under measurement: started with `--ready-file`,
+//! printing to /dev/null, observed through /proc (memory, CPU time, its eBPF
+//! programs' run statistics) and stopped with SIGINT, after which its stderr
+//! summary says how many events it printed and lost. Killed in Drop if a
+//! benchmark fails half-way.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// How long skbtrace may take to attach, or to exit after SIGINT.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// How often the ready file and the exit are polled.
+const POLL: Duration = Duration::from_millis(1);
+/// How often CPU time is polled while waiting for idleness: the clock tick.
+const IDLE_POLL: Duration = Duration::from_millis(10);
+
+pub struct Tracer {
+    child: Child,
+    ready: PathBuf,
+    stderr: PathBuf,
+    spawned: Instant,
+    exited: bool,
+}
+
+/// The end-of-run summary skbtrace writes to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub printed: u64,
+    pub lost: u64,
+}
+
+/// From /proc/PID/status, in KiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    pub hwm_kib: u64,
+    pub rss_kib: u64,
+}
+
+/// Sums over the process's eBPF programs, from /proc/PID/fdinfo. The kernel
+/// counts only while `kernel.bpf_stats_enabled` is 1.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgStats {
+    pub programs: u32,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+impl Tracer {
+    /// Starts `bin ARGS --ready-file DIR/TAG.ready` with stdout on /dev/null.
+    pub fn spawn(bin: &Path, args: &[&str], dir: &Path, tag: &str) -> anyhow::Result<Self> {
+        let ready = dir.join(format!("{tag}.ready"));
+        let stderr = dir.join(format!("{tag}.stderr"));
+        let _ = std::fs::remove_file(&ready);
+        let err_file = File::create(&stderr).with_context(|| format!("creating {}", stderr.display()))?;
+        let spawned = Instant::now();
+        let child = Command::new(bin)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Self { child, ready, stderr, spawned, exited: false })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the ready file; returns the time since spawn.
+    pub fn wait_ready(&mut self) -> anyhow::Result<Duration> {
+        loop {
+            if self.ready.exists() {
+                return Ok(self.spawned.elapsed());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = true;
+                bail!("skbtrace exited ({status}) before it was ready: {}", self.stderr_text().trim());
+            }
+            if self.spawned.elapsed() > PATIENCE {
+                bail!("skbtrace was not ready after {PATIENCE:?}: {}", self.stderr_text().trim());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until skbtrace has used no CPU for `quiet` (it has finished
+    /// starting up and sleeps in its event loop); returns the time since spawn
+    /// at which it last used CPU, to the resolution of the clock tick.
+    pub fn wait_idle(&self, quiet: Duration) -> anyhow::Result<Duration> {
+        let mut last = self.cpu_time()?;
+        let mut last_busy = self.spawned.elapsed();
+        loop {
+            std::thread::sleep(IDLE_POLL);
+            let now = self.cpu_time()?;
+            if now != last {
+                last = now;
+                last_busy = self.spawned.elapsed();
+            } else if self.spawned.elapsed() - last_busy >= quiet {
+                return Ok(last_busy);
+            }
+            if self.spawned.elapsed() > PATIENCE {
+                bail!("skbtrace was still busy {PATIENCE:?} after it started");
+            }
+        }
+    }
+
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let path = format!("/proc/{}/status", self.pid());
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kib = |key: &str| status_kib(&text, key).with_context(|| format!("{path} has no {key}"));
+        Ok(Memory { hwm_kib: kib("VmHWM")?, rss_kib: kib("VmRSS")? })
+    }
+
+    /// User plus system CPU time so far, all threads.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let path = format!("/proc/{}/stat", self.pid());
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        // Fields after the parenthesised command name, which may hold spaces:
+        // state is field 3, utime 14, stime 15.
+        let rest = text.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/PID/stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            fields.get(i).and_then(|f| f.parse().ok()).context("malformed /proc/PID/stat")
+        };
+        let total = ticks(11)? + ticks(12)?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_nanos(total * 1_000_000_000 / hz))
+    }
+
+    pub fn prog_stats(&self) -> anyhow::Result<ProgStats> {
+        let dir = format!("/proc/{}/fd", self.pid());
+        let mut stats = ProgStats::default();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+            let entry = entry?;
+            // Descriptors come and go (tokio, the ready file): skip the vanished.
+            let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+            if target.as_os_str() != "anon_inode:bpf-prog" {
+                continue;
+            }
+            let info = format!("/proc/{}/fdinfo/{}", self.pid(), entry.file_name().to_string_lossy());
+            let Ok(text) = std::fs::read_to_string(&info) else { continue };
+            let field = |key: &str| fdinfo_value(&text, key).with_context(|| format!("{info} has no {key}"));
+            stats.programs += 1;
+            stats.run_time_ns += field("run_time_ns")?;
+            stats.run_cnt += field("run_cnt")?;
+        }
+        Ok(stats)
+    }
+
+    /// SIGINT, wait for the exit, and read the summary.
+    pub fn stop(&mut self) -> anyhow::Result<Summary> {
+        // SAFETY: signalling our own child, which has not been reaped.
+        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGINT) };
+        let asked = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = true;
+                break status;
+            }
+            if asked.elapsed() > PATIENCE {
+                bail!("skbtrace did not exit within {PATIENCE:?} of SIGINT");
+            }
+            std::thread::sleep(POLL);
+        };
+        let stderr = self.stderr_text();
+        if !status.success() {
+            bail!("skbtrace failed ({status}): {}", stderr.trim());
+        }
+        parse_summary(&stderr).with_context(|| format!("skbtrace printed no event count: {}", stderr.trim()))
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if !self.exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.ready);
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// `skbtrace: N events` and, when any were lost, `skbtrace: lost M events (…)`.
+fn parse_summary(stderr: &str) -> Option<Summary> {
+    let mut printed = None;
+    let mut lost = 0;
+    for rest in stderr.lines().filter_map(|l| l.strip_prefix("skbtrace: ")) {
+        if let Some(m) = rest.strip_prefix("lost ").and_then(|r| r.split_whitespace().next()) {
+            lost = m.parse().ok()?;
+        } else if let Some(Ok(n)) = rest.strip_suffix(" events").map(str::parse) {
+            printed = Some(n);
+        }
+    }
+    printed.map(|printed| Summary { printed, lost })
+}
+
+/// `VmHWM:   71680 kB` → 71680.
+fn status_kib(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// `run_cnt: 1234` → 1234.
+fn fdinfo_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_with_and_without_losses() {
+        let quiet = "skbtrace: attached 1, skipped 0 in 0.0s\nskbtrace: 0 events\n";
+        assert_eq!(parse_summary(quiet), Some(Summary { printed: 0, lost: 0 }));
+        let lossy = "skbtrace: lost 17 events (the ring buffer was full; try a larger --ring-size)\n\
+                     skbtrace: 1000 events\n";
+        assert_eq!(parse_summary(lossy), Some(Summary { printed: 1000, lost: 17 }));
+        assert_eq!(parse_summary("skbtrace: attached 1, skipped 0 in 0.0s\n"), None);
+    }
+
+    #[test]
+    fn proc_fields() {
+        assert_eq!(status_kib("Name:\tskbtrace\nVmHWM:\t   71680 kB\nVmRSS:\t 50812 kB\n", "VmRSS"), Some(50812));
+        assert_eq!(fdinfo_value("prog_id:\t43280\nrun_time_ns:\t99\nrun_cnt:\t3\n", "run_cnt"), Some(3));
+    }
+}
