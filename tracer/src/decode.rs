@@ -18,12 +18,6 @@ pub struct Tuple {
     pub tcp_flags: String,
 }
 
-impl Tuple {
-    pub fn is_empty(&self) -> bool {
-        self.saddr.is_none() && self.proto.is_empty()
-    }
-}
-
 pub fn tuple(capture: Capture, bytes: &[u8]) -> Tuple {
     let sliced = match capture {
         Capture::Mac => LaxSlicedPacket::from_ethernet(bytes).ok(),

@@ -31,11 +31,6 @@ impl Kallsyms {
         Self { syms }
     }
 
-    /// Addresses are all zero when kptr_restrict hides them.
-    pub fn has_addresses(&self) -> bool {
-        self.syms.iter().any(|(a, _)| *a != 0)
-    }
-
     pub fn names(&self) -> HashSet<&str> {
         self.syms.iter().map(|(_, n)| n.as_str()).collect()
     }

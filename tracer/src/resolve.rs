@@ -37,10 +37,6 @@ impl DropReasons {
         Self { core, subsys }
     }
 
-    pub fn from_names(core: HashMap<u32, String>) -> Self {
-        Self { core, subsys: HashMap::new() }
-    }
-
     /// The reason's name, or its number when the kernel does not name it.
     pub fn name(&self, value: u32) -> String {
         if let Some(n) = self.core.get(&value) {

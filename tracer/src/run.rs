@@ -66,6 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
+    probes::raise_fd_limit();
     let attached = plan.attach(&loader, args.verbose, &mut stop)?;
     if stop.requested() {
         return Ok(());

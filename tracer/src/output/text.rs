@@ -14,10 +14,6 @@ impl<W: Write> TextPrinter<W> {
     pub fn new(out: W, timestamp: bool) -> Self {
         Self { out, timestamp, line: String::with_capacity(256) }
     }
-
-    pub fn into_inner(self) -> W {
-        self.out
-    }
 }
 
 fn tuple_column(rec: &Record<'_>) -> String {

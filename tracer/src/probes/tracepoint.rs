@@ -82,7 +82,7 @@ pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> a
     // Probe ids are indexes into `targets`, so every target gets a slot.
     for (i, target) in targets.iter().enumerate() {
         let program = program_for(target);
-        attached.probes.push(Probe { name: target.name.clone(), drop_point: program == Some("tp_kfree_skb") });
+        attached.probes.push(Probe { name: target.name.clone() });
         if program.is_none() {
             attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.position + 1)));
             continue;

@@ -41,8 +41,15 @@ impl Machine {
     }
 
     pub fn line(&self) -> String {
+        // Taken before any traffic: a load this high is other work (or the
+        // build just before), which moves the numbers.
+        let busy = if self.load.parse::<f64>().is_ok_and(|l| l >= 1.0) {
+            " (a busy machine: expect more noise than usual)"
+        } else {
+            ""
+        };
         format!(
-            "Measured {} on {} ({}); skbtrace {}, release build; load average {} at start.",
+            "Measured {} on {} ({}); skbtrace {}, release build; load average {} at start{busy}.",
             self.date, self.kernel, self.cpu, self.revision, self.load
         )
     }

@@ -252,6 +252,7 @@ impl Bench<'_> {
         Ok(Cost {
             stats: ProgStats {
                 programs: after.programs,
+                kind: after.kind,
                 run_time_ns: after.run_time_ns - before.run_time_ns,
                 run_cnt: after.run_cnt - before.run_cnt,
             },

@@ -105,7 +105,7 @@ pub fn overhead(header: &str, rounds: usize, sample: Duration, results: &[Measur
         let s = m.cost.stats;
         cost.row(vec![
             m.config.key.into(),
-            s.programs.to_string(),
+            format!("{} {}", s.programs, s.kind),
             thousands(s.run_cnt),
             format!("{:.2}", s.run_cnt as f64 / m.cost.drops.max(1) as f64),
             if s.run_cnt == 0 { "—".into() } else { format!("{:.0}", s.run_time_ns as f64 / s.run_cnt as f64) },

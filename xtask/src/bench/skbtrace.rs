@@ -47,6 +47,8 @@ pub struct Memory {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProgStats {
     pub programs: u32,
+    /// The kind of the first program: which attach path skbtrace took.
+    pub kind: &'static str,
     pub run_time_ns: u64,
     pub run_cnt: u64,
 }
@@ -150,6 +152,9 @@ impl Tracer {
             let info = format!("/proc/{}/fdinfo/{}", self.pid(), entry.file_name().to_string_lossy());
             let Ok(text) = std::fs::read_to_string(&info) else { continue };
             let field = |key: &str| fdinfo_value(&text, key).with_context(|| format!("{info} has no {key}"));
+            if stats.programs == 0 {
+                stats.kind = prog_kind(field("prog_type")?);
+            }
             stats.programs += 1;
             stats.run_time_ns += field("run_time_ns")?;
             stats.run_cnt += field("run_cnt")?;
@@ -207,6 +212,17 @@ fn parse_summary(stderr: &str) -> Option<Summary> {
         }
     }
     printed.map(|printed| Summary { printed, lost })
+}
+
+/// `prog_type` numbers (enum bpf_prog_type) as skbtrace's backends name them.
+fn prog_kind(prog_type: u64) -> &'static str {
+    match prog_type {
+        2 => "kprobe",
+        5 => "tracepoint",
+        17 => "raw_tp",
+        26 => "tp_btf",
+        _ => "other",
+    }
 }
 
 /// `VmHWM:   71680 kB` → 71680.
