@@ -6,16 +6,55 @@ use std::net::IpAddr;
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use tracer_common::event::Capture;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Plain data, no allocation: decoding runs once per event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tuple {
     pub saddr: Option<IpAddr>,
     pub daddr: Option<IpAddr>,
     pub sport: u16,
     pub dport: u16,
+    pub proto: Proto,
+    /// TCP flag bits (FIN = 1 … CWR = 0x80), 0 otherwise.
+    pub tcp_flags: u8,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Proto {
+    #[default]
+    None,
+    Arp,
+    Ip(u8),
+}
+
+impl Proto {
+    pub fn is_none(self) -> bool {
+        self == Self::None
+    }
+}
+
+impl std::fmt::Display for Proto {
     /// "tcp", "udp", "icmp", "icmp6", "arp", or the IP protocol number.
-    pub proto: String,
-    /// TCP flags like "SYN|ACK", empty otherwise.
-    pub tcp_flags: String,
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => Ok(()),
+            Self::Arp => f.write_str("arp"),
+            Self::Ip(6) => f.write_str("tcp"),
+            Self::Ip(17) => f.write_str("udp"),
+            Self::Ip(1) => f.write_str("icmp"),
+            Self::Ip(58) => f.write_str("icmp6"),
+            Self::Ip(132) => f.write_str("sctp"),
+            Self::Ip(47) => f.write_str("gre"),
+            Self::Ip(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+const TCP_FLAG_NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+
+/// `SYN|ACK` for the flag bits of [`Tuple::tcp_flags`].
+pub fn tcp_flag_names(bits: u8) -> String {
+    let set: Vec<&str> = (0..8).filter(|i| bits & (1 << i) != 0).map(|i| TCP_FLAG_NAMES[i]).collect();
+    set.join("|")
 }
 
 pub fn tuple(capture: Capture, bytes: &[u8]) -> Tuple {
@@ -31,15 +70,15 @@ pub fn tuple(capture: Capture, bytes: &[u8]) -> Tuple {
             let h = ip.header();
             t.saddr = Some(IpAddr::V4(h.source_addr()));
             t.daddr = Some(IpAddr::V4(h.destination_addr()));
-            t.proto = ip_proto_name(h.protocol().0);
+            t.proto = Proto::Ip(h.protocol().0);
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
             t.saddr = Some(IpAddr::V6(h.source_addr()));
             t.daddr = Some(IpAddr::V6(h.destination_addr()));
-            t.proto = ip_proto_name(ip.payload().ip_number.0);
+            t.proto = Proto::Ip(ip.payload().ip_number.0);
         }
-        Some(LaxNetSlice::Arp(_)) => t.proto = "arp".into(),
+        Some(LaxNetSlice::Arp(_)) => t.proto = Proto::Arp,
         None => return t,
     }
     match &p.transport {
@@ -57,31 +96,11 @@ pub fn tuple(capture: Capture, bytes: &[u8]) -> Tuple {
     t
 }
 
-fn ip_proto_name(n: u8) -> String {
-    match n {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmp6".into(),
-        132 => "sctp".into(),
-        47 => "gre".into(),
-        other => other.to_string(),
-    }
-}
-
-fn tcp_flags(tcp: &etherparse::TcpSlice<'_>) -> String {
-    let names = [
-        (tcp.fin(), "FIN"),
-        (tcp.syn(), "SYN"),
-        (tcp.rst(), "RST"),
-        (tcp.psh(), "PSH"),
-        (tcp.ack(), "ACK"),
-        (tcp.urg(), "URG"),
-        (tcp.ece(), "ECE"),
-        (tcp.cwr(), "CWR"),
-    ];
-    let set: Vec<&str> = names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
-    set.join("|")
+fn tcp_flags(tcp: &etherparse::TcpSlice<'_>) -> u8 {
+    [tcp.fin(), tcp.syn(), tcp.rst(), tcp.psh(), tcp.ack(), tcp.urg(), tcp.ece(), tcp.cwr()]
+        .iter()
+        .enumerate()
+        .fold(0, |bits, (i, on)| if *on { bits | 1 << i } else { bits })
 }
 
 #[cfg(test)]
@@ -100,7 +119,7 @@ mod tests {
         let t = tuple(Capture::Mac, &buf);
         assert_eq!(t.saddr, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(t.daddr, Some("10.0.0.2".parse().unwrap()));
-        assert_eq!((t.sport, t.dport, t.proto.as_str()), (40000, 4000, "udp"));
+        assert_eq!((t.sport, t.dport, t.proto.to_string().as_str()), (40000, 4000, "udp"));
     }
 
     #[test]
@@ -112,7 +131,8 @@ mod tests {
             .write(&mut buf, &[])
             .unwrap();
         let t = tuple(Capture::Network, &buf);
-        assert_eq!((t.sport, t.dport, t.proto.as_str(), t.tcp_flags.as_str()), (1234, 80, "tcp", "SYN"));
+        assert_eq!((t.sport, t.dport, t.proto.to_string().as_str()), (1234, 80, "tcp"));
+        assert_eq!(tcp_flag_names(t.tcp_flags), "SYN");
     }
 
     #[test]

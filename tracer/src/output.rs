@@ -150,3 +150,139 @@ pub fn pcap_comment(rec: &Record<'_>) -> String {
     let _ = write!(s, " netns={} if={} skb={:#x}", rec.ev.netns, rec.ifname, rec.ev.skb);
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+    use tracer_common::{
+        Event,
+        event::{Capture, FLAG_HAS_REASON},
+    };
+
+    use super::{Printer, Record, json::JsonPrinter, text::TextPrinter};
+    use crate::decode;
+
+    fn drop_event() -> Event {
+        let mut ev = Event::zeroed();
+        ev.skb = 0xffff_8881_1f23_c400;
+        ev.cpu = 1;
+        ev.netns = 4026531840;
+        ev.mark = 0x10;
+        ev.ifindex = 1;
+        ev.len = 11;
+        ev.mtu = 65536;
+        ev.protocol = 0x0800u16.to_be();
+        ev.flags = FLAG_HAS_REASON;
+        ev.reason = 3;
+        let mut pkt = Vec::new();
+        PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .udp(53128, 4000)
+            .write(&mut pkt, b"hi")
+            .unwrap();
+        ev.data[..pkt.len()].copy_from_slice(&pkt);
+        ev.cap_len = pkt.len() as u16;
+        ev.capture = Capture::Mac as u8;
+        ev
+    }
+
+    fn record<'a>(ev: &'a Event, tuple: &'a decode::Tuple) -> Record<'a> {
+        Record {
+            ev,
+            func: "kfree_skb",
+            reason: Some("SKB_DROP_REASON_NO_SOCKET"),
+            location: Some("__udp4_lib_rcv+0x4bc"),
+            process: "/usr/bin/bash:20740",
+            ifname: "lo",
+            tuple,
+            stack: &[],
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn text_line_has_pwru_columns() {
+        let ev = drop_event();
+        let tuple = decode::tuple(ev.capture(), ev.packet());
+        let mut out = Vec::new();
+        let mut p = TextPrinter::new(&mut out, false);
+        p.header().unwrap();
+        p.record(&record(&ev, &tuple)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("SKB                CPU PROCESS"), "{}", lines[0]);
+        assert!(lines[0].ends_with("TUPLE FUNC"));
+        let cols: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cols,
+            [
+                "0xffff88811f23c400",
+                "1",
+                "/usr/bin/bash:20740",
+                "4026531840",
+                "0x10",
+                "lo:1",
+                "0x0800",
+                "65536",
+                "11",
+                "127.0.0.1:53128->127.0.0.1:4000(udp)",
+                "kfree_skb(SKB_DROP_REASON_NO_SOCKET)",
+                "__udp4_lib_rcv+0x4bc",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_line_has_every_field() {
+        let ev = drop_event();
+        let tuple = decode::tuple(ev.capture(), ev.packet());
+        let mut out = Vec::new();
+        let mut p = JsonPrinter::new(&mut out);
+        p.record(&record(&ev, &tuple)).unwrap();
+        p.summary(1, 0).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(v["skb"], "0xffff88811f23c400");
+        assert_eq!(v["drop_reason"], "SKB_DROP_REASON_NO_SOCKET");
+        assert_eq!(v["drop_reason_code"], 3);
+        assert_eq!(v["tuple"]["dport"], 4000);
+        assert_eq!(v["proto"], 0x0800);
+        assert_eq!(v["stack"], serde_json::json!([]));
+        let s: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(s["summary"]["events"], 1);
+    }
+
+    /// Decode + format throughput on one core, printed for `cargo xtask bench`.
+    #[test]
+    #[ignore = "benchmark: run by cargo xtask bench"]
+    fn bench_decode_and_format() {
+        const N: u32 = 2_000_000;
+        let ev = drop_event();
+        let started = std::time::Instant::now();
+        let mut ports = 0u64;
+        for _ in 0..N {
+            ports += u64::from(std::hint::black_box(decode::tuple(ev.capture(), ev.packet())).dport);
+        }
+        let rate = f64::from(N) / started.elapsed().as_secs_f64();
+        println!("BENCH decode {rate:.0} events/s ({ports})");
+        for json in [false, true] {
+            let mut sink = std::io::BufWriter::new(std::io::sink());
+            let started = std::time::Instant::now();
+            {
+                let mut p: Box<dyn Printer> = if json {
+                    Box::new(JsonPrinter::new(&mut sink))
+                } else {
+                    Box::new(TextPrinter::new(&mut sink, false))
+                };
+                for _ in 0..N {
+                    let tuple = decode::tuple(ev.capture(), ev.packet());
+                    p.record(&record(&ev, &tuple)).unwrap();
+                }
+                p.flush().unwrap();
+            }
+            let rate = f64::from(N) / started.elapsed().as_secs_f64();
+            println!("BENCH format {} {:.0} events/s", if json { "json" } else { "text" }, rate);
+        }
+    }
+}
