@@ -153,6 +153,24 @@ fn check_kernel(kernel: Kernel) {
     let lines = sc.text.lines().filter(|l| l.starts_with("0x")).count();
     sc.check(lines == 2, &format!("{lines} event lines instead of 2"));
 
+    // --filter-track-skb follows the bridge's clone of a tracked skb.
+    let sc = get("clone_track");
+    let events = sc.events();
+    let out: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e["ifname"] == "b1" || e["ifname"] == "b2")
+        .filter_map(|e| e["skb"].as_str())
+        .collect();
+    sc.check(out.len() >= 2, "the clone flooded to the second port was not followed");
+
+    // The expression keeps one flow of two, in the kernel.
+    let sc = get("two_flows");
+    let ports = sc.ports();
+    sc.check(ports.iter().filter(|p| **p == 4900).count() >= 3, "events of the matching flow missing");
+    sc.check(!ports.contains(&4901), "an event of the other flow got through");
+    let drops = sc.events().iter().filter(|e| e["func"] == drop_fn).count();
+    sc.check(drops == 3, &format!("{drops} drops instead of 3"));
+
     // Every discovered function attached at once.
     let sc = get("all_functions");
     let attached: usize = sc

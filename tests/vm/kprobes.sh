@@ -161,6 +161,52 @@ scenario_filters() {
     ip netns del ns4b
 }
 
+scenario_clone_track() {
+    # A bridge flooding a frame for an unknown MAC to two ports: it clones the
+    # skb for all but the last port. Only the skb entering on b0 passes
+    # --filter-ifname; tracking must follow the clone out of b1 or b2.
+    netns ns6s
+    netns ns6b
+    netns ns6r
+    ip -n ns6b link add br0 type bridge
+    ip -n ns6b link set br0 up
+    ip link add s0 netns ns6s type veth peer name b0 netns ns6b
+    ip link add r1 netns ns6r type veth peer name b1 netns ns6b
+    ip link add r2 netns ns6r type veth peer name b2 netns ns6b
+    for p in b0 b1 b2; do
+        ip -n ns6b link set $p master br0
+        ip -n ns6b link set $p up
+    done
+    ip -n ns6r link set r1 up
+    ip -n ns6r link set r2 up
+    ip -n ns6s addr add 10.60.0.1/24 dev s0
+    ip -n ns6s link set s0 up
+    ip -n ns6s neigh add 10.60.0.99 lladdr 02:00:00:00:00:99 dev s0
+    begin clone_track
+    start --output-json --filter-track-skb --filter-netns /run/netns/ns6b --filter-ifname b0 --kmods bridge \
+        --filter-func 'netif_rx|__netif_rx|br_handle_frame_finish|br_flood|__br_forward|br_dev_queue_push_xmit|__dev_queue_xmit' \
+        'udp and dst port 4800'
+    udp ns6s 10.60.0.99 4800 flood
+    stop
+    end clone_track
+    ip netns del ns6s
+    ip netns del ns6b
+    ip netns del ns6r
+}
+
+scenario_two_flows() {
+    netns ns7
+    begin two_flows
+    start --output-json --filter-netns /run/netns/ns7 --filter-func "$DROP|ip_rcv|__udp4_lib_rcv" 'udp and dst port 4900'
+    for i in 1 2 3; do
+        udp ns7 127.0.0.1 4900 match
+        udp ns7 127.0.0.1 4901 other
+    done
+    stop
+    end two_flows
+    ip netns del ns7
+}
+
 scenario_all_functions() {
     netns ns5
     begin all_functions
@@ -172,7 +218,7 @@ scenario_all_functions() {
 }
 
 if [ $# -eq 0 ]; then
-    set -- list_funcs no_socket netfilter_drop dnat_track filters all_functions
+    set -- list_funcs no_socket netfilter_drop dnat_track filters clone_track two_flows all_functions
 fi
 for s in "$@"; do
     "scenario_$s"

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use tracer_common::{
     Event,
@@ -30,3 +30,8 @@ pub static TRACKED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(TRACK_ENT
 /// Kernel stacks for `--output-stack`.
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+
+/// skbs being cloned or copied right now, by task, for `--filter-track-skb`:
+/// set on entry to `skb_clone` and friends, read on their return.
+#[map]
+pub static CLONING: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);

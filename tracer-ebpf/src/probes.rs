@@ -5,10 +5,13 @@
 //! rejects reads past a tracepoint's last argument.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_func_ip, bpf_probe_read_kernel},
-    macros::{kprobe, raw_tracepoint},
-    programs::{ProbeContext, RawTracePointContext},
     EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_get_func_ip, bpf_probe_read_kernel},
+    },
+    macros::{kprobe, kretprobe, raw_tracepoint},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use tracer_common::{
     config::CFG_CALLER,
@@ -16,8 +19,9 @@ use tracer_common::{
 };
 
 use crate::{
-    capture::{handle, Site},
+    capture::{Site, handle},
     filter::skbtrace_probe_id,
+    maps::{CLONING, TRACKED},
 };
 
 #[inline(always)]
@@ -110,4 +114,28 @@ pub fn tp_kfree_skb(ctx: RawTracePointContext) -> u32 {
     let reason = ctx.arg::<u64>(2) as u32;
     let location = ctx.arg::<u64>(1);
     handle(&ctx, ctx.arg::<u64>(0), tp_site(Some(reason), location))
+}
+
+/// Entry of `skb_clone`, `skb_copy`…: remembers a tracked skb being copied.
+#[kprobe]
+pub fn kprobe_clone_entry(ctx: ProbeContext) -> u32 {
+    let skb = kprobe_arg(&ctx, 0);
+    if skb != 0 && unsafe { TRACKED.get(&skb) }.is_some() {
+        let _ = CLONING.insert(&bpf_get_current_pid_tgid(), &skb, 0);
+    }
+    0
+}
+
+/// Return of `skb_clone`, `skb_copy`…: the copy of a tracked skb is tracked too.
+#[kretprobe]
+pub fn kretprobe_clone_exit(ctx: RetProbeContext) -> u32 {
+    let task = bpf_get_current_pid_tgid();
+    if unsafe { CLONING.get(&task) }.is_some() {
+        let _ = CLONING.remove(&task);
+        let copy: u64 = ctx.ret();
+        if copy != 0 {
+            let _ = TRACKED.insert(&copy, &1, 0);
+        }
+    }
+    0
 }

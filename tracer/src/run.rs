@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     probes::raise_fd_limit();
-    let attached = plan.attach(&loader, args.verbose, &mut stop)?;
+    let attached = plan.attach(&loader, args.verbose, args.filter_track_skb, &mut stop)?;
     if stop.requested() {
         return Ok(());
     }
@@ -114,7 +114,9 @@ fn compile_filters(expr: Option<&str>) -> anyhow::Result<(Vec<filter::Insn>, Vec
 
 /// What will be attached.
 enum Plan {
-    Kprobes { backend: Backend, funcs: Vec<crate::btf::SkbFunc> },
+    /// `copies`: the skb-copying functions this kernel lets us probe, for
+    /// `--filter-track-skb`.
+    Kprobes { backend: Backend, funcs: Vec<crate::btf::SkbFunc>, copies: Vec<String> },
     Tracepoints(Vec<tracepoint::Target>),
 }
 
@@ -122,7 +124,10 @@ impl Plan {
     fn new(btf: &KernelBtf, backend: Backend, filter: Option<&regex::Regex>) -> anyhow::Result<Self> {
         let plan = match backend {
             Backend::Tracepoint => Self::Tracepoints(tracepoint::targets(btf, filter)),
-            _ => Self::Kprobes { backend, funcs: kprobe_targets(btf, filter)? },
+            _ => {
+                let (funcs, copies) = kprobe_targets(btf, filter)?;
+                Self::Kprobes { backend, funcs, copies }
+            }
         };
         let empty = match &plan {
             Self::Kprobes { funcs, .. } => funcs.is_empty(),
@@ -154,13 +159,13 @@ impl Plan {
         Ok(())
     }
 
-    fn attach(&self, loader: &Loader, verbose: bool, stop: &mut Stop) -> anyhow::Result<Attached> {
+    fn attach(&self, loader: &Loader, verbose: bool, track_skb: bool, stop: &mut Stop) -> anyhow::Result<Attached> {
         let mut attached = Attached::default();
         let started = std::time::Instant::now();
         match self {
             Self::Tracepoints(targets) => tracepoint::attach(loader, targets, &mut attached)?,
-            Self::Kprobes { backend: Backend::Kprobe, funcs } => kprobe::attach(loader, funcs, &mut attached, stop)?,
-            Self::Kprobes { backend, funcs } => {
+            Self::Kprobes { backend: Backend::Kprobe, funcs, .. } => kprobe::attach(loader, funcs, &mut attached, stop)?,
+            Self::Kprobes { backend, funcs, .. } => {
                 if let Err(e) = kprobe_multi::attach(loader, funcs, &mut attached, stop) {
                     if *backend == Backend::KprobeMulti {
                         return Err(e);
@@ -169,6 +174,9 @@ impl Plan {
                     kprobe::attach(loader, funcs, &mut attached, stop)?;
                 }
             }
+        }
+        if let (true, Self::Kprobes { copies, .. }) = (track_skb, self) {
+            kprobe::attach_clone_tracking(loader, copies, &mut attached)?;
         }
         eprintln!("skbtrace: {} in {:.1}s", attached.summary(), started.elapsed().as_secs_f64());
         if verbose {
@@ -180,8 +188,12 @@ impl Plan {
     }
 }
 
-/// Functions with an skb argument that this kernel lets us probe.
-fn kprobe_targets(btf: &KernelBtf, filter: Option<&regex::Regex>) -> anyhow::Result<Vec<crate::btf::SkbFunc>> {
+/// Functions with an skb argument that this kernel lets us probe, and the
+/// skb-copying functions it lets us probe.
+fn kprobe_targets(
+    btf: &KernelBtf,
+    filter: Option<&regex::Regex>,
+) -> anyhow::Result<(Vec<crate::btf::SkbFunc>, Vec<String>)> {
     let available = ksym::available_filter_functions();
     let kallsyms = if available.is_none() { Some(Kallsyms::load()?) } else { None };
     let kallsyms_names = kallsyms.as_ref().map(|k| k.names());
@@ -197,6 +209,15 @@ fn kprobe_targets(btf: &KernelBtf, filter: Option<&regex::Regex>) -> anyhow::Res
         .collect();
     funcs.sort_by(|a, b| a.name.cmp(&b.name));
     funcs.dedup_by(|a, b| a.name == b.name);
-    Ok(funcs)
+    let copies = kprobe::COPY_FUNCTIONS
+        .iter()
+        .filter(|f| match (&available, &kallsyms_names) {
+            (Some(set), _) => set.contains(**f),
+            (None, Some(names)) => names.contains(**f),
+            (None, None) => true,
+        })
+        .map(|f| (*f).to_owned())
+        .collect();
+    Ok((funcs, copies))
 }
 

@@ -190,8 +190,18 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 /// /sys/bus/event_source/devices/kprobe/type) and runs `prog` on it. Closing
 /// the returned descriptor removes the kprobe.
 pub fn attach_kprobe(pmu_type: u32, func: &CString, prog: RawFd) -> io::Result<OwnedFd> {
+    attach_kprobe_config(pmu_type, 0, func, prog)
+}
+
+/// A kretprobe: the kprobe PMU with its `retprobe` config bit set.
+pub fn attach_kretprobe(pmu_type: u32, retprobe_bit: u32, func: &CString, prog: RawFd) -> io::Result<OwnedFd> {
+    attach_kprobe_config(pmu_type, 1 << retprobe_bit, func, prog)
+}
+
+fn attach_kprobe_config(pmu_type: u32, config: u64, func: &CString, prog: RawFd) -> io::Result<OwnedFd> {
     let mut attr = PerfEventAttr {
         type_: pmu_type,
+        config,
         size: size_of::<PerfEventAttr>() as u32,
         config1: func.as_ptr() as u64,
         sample_period: 1,

@@ -7,6 +7,7 @@
 //! created here and removed on every exit path.
 
 mod flood;
+mod format;
 mod machine;
 mod markdown;
 mod netns;
@@ -32,7 +33,7 @@ pub struct BenchArgs {
     /// Length of one traffic sample, in seconds.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
-    /// Spawns per configuration for the time to ready.
+    /// Spawns per configuration for the time to ready, and runs of the format benchmark.
     #[arg(long, default_value_t = 5)]
     ready_runs: usize,
     /// Run only these benchmarks (comma-separated).
@@ -49,7 +50,7 @@ pub enum Which {
     Overhead,
     /// Time from spawn to --ready-file.
     Ready,
-    /// Decode and format throughput (a placeholder for now).
+    /// Decode and format throughput on one core.
     Format,
 }
 
@@ -92,7 +93,8 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         sections.push(("ready", report::ready(&header, args.ready_runs, &results)));
     }
     if selected(Which::Format) {
-        sections.push(("format", report::FORMAT_PLACEHOLDER.to_owned()));
+        let results = format::measure(&root, args.ready_runs).context("decode and format throughput")?;
+        sections.push(("format", report::format(&header, args.ready_runs, &results)));
     }
 
     let path = root.join("BENCHMARKS.md");

@@ -62,10 +62,10 @@ pub fn run(bin: &Path) -> anyhow::Result<ExitCode> {
     let ready = std::env::temp_dir().join(format!("skbtrace-demo-{}.ready", std::process::id()));
     let _ = std::fs::remove_file(&ready);
     let expr = "udp and dst port 4000";
-    println!("$ skbtrace --filter-func 'kfree_skb.*|sk_skb_reason_drop|.*udp.*rcv.*' --output-limit-lines 20 '{expr}'");
+    let funcs = "kfree_skb.*|sk_skb_reason_drop|.*udp.*rcv.*|ip_rcv.*|netif_receive_skb.*";
+    println!("$ skbtrace --filter-func '{funcs}' --output-limit-lines 20 '{expr}'");
     let mut child = Command::new(bin)
-        .args(["--filter-func", "kfree_skb.*|sk_skb_reason_drop|.*udp.*rcv.*|ip_rcv.*|netif_receive_skb.*"])
-        .args(["--output-limit-lines", "20", "--ready-file"])
+        .args(["--filter-func", funcs, "--output-limit-lines", "20", "--ready-file"])
         .arg(&ready)
         .arg(expr)
         .stdin(Stdio::null())

@@ -133,6 +133,40 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop:
     Ok(())
 }
 
+/// Functions that copy an skb; `--filter-track-skb` follows the copy.
+pub const COPY_FUNCTIONS: [&str; 4] = ["skb_clone", "skb_copy", "__pskb_copy_fclone", "skb_copy_expand"];
+
+/// For `--filter-track-skb`: a kprobe and a kretprobe on each function that
+/// copies an skb, so a copy of a tracked skb is tracked too.
+pub fn attach_clone_tracking(loader: &Loader, copies: &[String], attached: &mut Attached) -> anyhow::Result<()> {
+    let pmu = pmu_type()?;
+    // "config:0": which config bit makes a kprobe PMU event a return probe.
+    let format = std::fs::read_to_string("/sys/bus/event_source/devices/kprobe/format/retprobe").unwrap_or_default();
+    let bit: u32 = format.trim().strip_prefix("config:").and_then(|b| b.parse().ok()).unwrap_or(0);
+    let load = |program: &str| {
+        loader.load(&LoadAs {
+            program,
+            prog_type: sys::BPF_PROG_TYPE_KPROBE,
+            expected_attach_type: 0,
+            attach_btf_id: 0,
+            probe_id: 0,
+        })
+    };
+    let entry = load("kprobe_clone_entry")?;
+    let exit = load("kretprobe_clone_exit")?;
+    for func in copies {
+        let name = CString::new(func.as_str())?;
+        let links = sys::attach_kprobe(pmu, &name, entry.as_raw_fd())
+            .and_then(|a| Ok((a, sys::attach_kretprobe(pmu, bit, &name, exit.as_raw_fd())?)));
+        match links {
+            Ok((a, b)) => attached.links.extend([a, b]),
+            Err(e) => attached.skipped.push((format!("{func} (copy tracking)"), e.to_string())),
+        }
+    }
+    attached.programs.extend([entry, exit]);
+    Ok(())
+}
+
 /// A progress bar on a terminal; otherwise one line at the start.
 pub struct Progress(Option<ProgressBar>);
 

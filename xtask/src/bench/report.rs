@@ -3,6 +3,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::{
+    format,
     markdown::{Table, thousands},
     overhead::{self, Expect, Measured, median},
     ready,
@@ -72,9 +73,10 @@ pub fn overhead(header: &str, rounds: usize, sample: Duration, results: &[Measur
         "\n### Every drop accounted for\n\n\
          Drops counted by `Udp NoPorts` from ready to the end of the traffic, against skbtrace's own \
          summary on exit (`N events`, `lost M events`), summed over the rounds. skbtrace sees drops \
-         on the whole host, so other work on the machine may add a few events.\n\n",
+         on the whole host, so other work on the machine may add a few events. *skbtrace CPU per \
+         event*: its CPU time during the traffic over the events it printed (median).\n\n",
     );
-    let mut events = Table::new(&["config", "drops", "printed", "lost", "check"]);
+    let mut events = Table::new(&["config", "drops", "printed", "lost", "check", "skbtrace CPU per event"]);
     for m in results {
         let seen = m.events.printed + m.events.lost;
         let check = match m.config.expect {
@@ -88,6 +90,7 @@ pub fn overhead(header: &str, rounds: usize, sample: Duration, results: &[Measur
             thousands(m.events.printed),
             thousands(m.events.lost),
             check,
+            cpu_per_event(m),
         ]);
     }
     out.push_str(&events.render());
@@ -113,6 +116,19 @@ pub fn overhead(header: &str, rounds: usize, sample: Duration, results: &[Measur
     }
     out.push_str(&cost.render());
     out
+}
+
+/// skbtrace's CPU time per event printed, median over the rounds.
+fn cpu_per_event(m: &Measured) -> String {
+    if m.events.printed == 0 {
+        return "—".into();
+    }
+    let per_drop = match m.config.expect {
+        Expect::Several => m.events.printed as f64 / m.drops.max(1) as f64,
+        _ => 1.0,
+    };
+    let us: Vec<f64> = m.cpu.iter().zip(&m.traced).map(|(cpu, rate)| cpu / (rate * per_drop) * 1e6).collect();
+    format!("{:.1} µs", median(&us))
 }
 
 pub fn memory(header: &str, results: &[Measured]) -> String {
@@ -163,10 +179,31 @@ pub fn ready(header: &str, runs: usize, results: &[(&ready::Config, Vec<ready::T
     out
 }
 
-/// Until the printers can be driven in-process (see the section's text).
-pub const FORMAT_PLACEHOLDER: &str = "_Not measured yet._ The text and JSON printers live in the \
-`tracer` binary crate, so xtask cannot call them. The plan: a `tracer` library target \
-(`tracer/src/lib.rs` exporting `decode`, `resolve` and `output`, with `main.rs` a thin binary \
-over it) and a benchmark here that decodes a fixed set of recorded events (`Event::from_bytes` \
-on ring-buffer images of UDP, TCP and IPv6 packets) and formats them with `TextPrinter` and \
-`JsonPrinter` into `io::sink()` on one pinned core, reporting events per second for each.";
+pub fn format(header: &str, runs: usize, results: &[format::Rates]) -> String {
+    let mut out = format!(
+        "{header}\n\n\
+         The tracer's own loop (`output::tests::bench_decode_and_format`, an ignored test: the \
+         printers live in the binary crate), release build, pinned to one CPU, {runs} runs: one \
+         IPv4/UDP drop event decoded (packet bytes to tuple) and, with names already resolved, \
+         printed into `io::sink()`. The live pipeline also reads the ring buffer and resolves \
+         names: compare *skbtrace CPU per event* in the overhead section.\n\n"
+    );
+    let mut t = Table::new(&["stage", "events/s (median)", "min", "max", "ns per event"]);
+    let stages = [
+        ("decode", results.iter().map(|r| r.decode).collect::<Vec<f64>>()),
+        ("decode + text line", results.iter().map(|r| r.text).collect()),
+        ("decode + JSON line", results.iter().map(|r| r.json).collect()),
+    ];
+    for (stage, rates) in stages {
+        let m = median(&rates);
+        t.row(vec![
+            stage.into(),
+            thousands(m as u64),
+            thousands(rates.iter().copied().fold(f64::INFINITY, f64::min) as u64),
+            thousands(rates.iter().copied().fold(0.0, f64::max) as u64),
+            format!("{:.0}", 1e9 / m),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
