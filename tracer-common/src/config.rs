@@ -26,7 +26,13 @@ pub struct Offsets {
     pub sk_net: u32,
     /// `net.ns.inum`.
     pub net_inum: u32,
+    /// How many leading bytes of `struct sk_buff` to read in one go (its
+    /// size, at most `SKB_READ_MAX`); fields inside are taken from that copy.
+    pub skb_read_len: u32,
 }
+
+/// Most bytes of `struct sk_buff` read at once.
+pub const SKB_READ_MAX: u32 = 256;
 
 pub const OFFSET_NONE: u32 = u32::MAX;
 
@@ -62,7 +68,7 @@ pub struct Config {
     pub wakeup_bytes: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 16 * 4 + 8 * 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 8 * 4);
 
 impl Config {
     pub const fn zeroed() -> Self {
@@ -84,6 +90,7 @@ impl Config {
                 dev_nd_net: 0,
                 sk_net: 0,
                 net_inum: 0,
+                skb_read_len: 0,
             },
             flags: 0,
             snaplen: 0,

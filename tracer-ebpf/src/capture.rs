@@ -14,7 +14,7 @@ use tracer_common::{
     Config, Event,
     config::{
         CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
-        OFFSET_NONE,
+        OFFSET_NONE, SKB_READ_MAX,
     },
     event::{Capture, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
@@ -26,7 +26,7 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 
 use crate::{
     filter::{skbtrace_filter_l2, skbtrace_filter_l3},
-    maps::{EVENTS, LOST, SCRATCH, STACKS, TRACKED},
+    maps::{EVENTS, LOST, SCRATCH, SKB_COPY, STACKS, TRACKED},
 };
 
 /// Written by user space before load (`EbpfLoader::set_global`).
@@ -67,6 +67,44 @@ fn read<T: Copy + Default>(base: u64, off: u32) -> T {
     if ret != 0 { T::default() } else { out }
 }
 
+/// The first bytes of an skb, read once.
+struct SkbCopy {
+    bytes: *const u8,
+    len: u32,
+    skb: u64,
+}
+
+impl SkbCopy {
+    #[inline(always)]
+    fn read(skb: u64, cfg: &Config) -> Self {
+        let mut len = 0;
+        let bytes = match SKB_COPY.get_ptr_mut(0) {
+            Some(p) => {
+                let want = cfg.offsets.skb_read_len.min(SKB_READ_MAX);
+                if want > 0 && unsafe { bpf_probe_read_kernel(p.cast(), want, skb as *const _) } == 0 {
+                    len = want;
+                }
+                p as *const u8
+            }
+            None => core::ptr::null(),
+        };
+        Self { bytes, len, skb }
+    }
+
+    /// A field at `off`, from the copy when it lies inside, else read.
+    #[inline(always)]
+    fn field<T: Copy + Default>(&self, off: u32) -> T {
+        let size = core::mem::size_of::<T>() as u32;
+        // The mask tells the verifier the offset's range.
+        let o = off & (SKB_READ_MAX - 1);
+        if off != OFFSET_NONE && o == off && o + size <= self.len && !self.bytes.is_null() {
+            unsafe { core::ptr::read_unaligned(self.bytes.add(o as usize).cast::<T>()) }
+        } else {
+            read(self.skb, off)
+        }
+    }
+}
+
 #[inline(always)]
 pub fn handle<C: EbpfContext>(ctx: &C, skb: u64, site: Site) -> u32 {
     if skb == 0 {
@@ -101,11 +139,12 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     if filters & CFG_PID != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 != cfg.pid {
         return false;
     }
-    ev.mark = read::<u32>(skb, o.skb_mark);
+    let sk_buff = SkbCopy::read(skb, cfg);
+    ev.mark = sk_buff.field::<u32>(o.skb_mark);
     if filters & CFG_MARK != 0 && ev.mark & cfg.mark_mask != cfg.mark {
         return false;
     }
-    let dev: u64 = read(skb, o.skb_dev);
+    let dev: u64 = sk_buff.field(o.skb_dev);
     ev.ifindex = read::<u32>(dev, o.dev_ifindex);
     if filters & CFG_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
         return false;
@@ -113,7 +152,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let net: u64 = if dev != 0 {
         read(dev, o.dev_nd_net)
     } else {
-        let sk: u64 = read(skb, o.skb_sk);
+        let sk: u64 = sk_buff.field(o.skb_sk);
         read(sk, o.sk_net)
     };
     ev.netns = read::<u32>(net, o.net_inum);
@@ -121,7 +160,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         return false;
     }
 
-    copy_packet(ev, skb, cfg);
+    copy_packet(ev, &sk_buff, cfg);
     if filters & CFG_PCAP != 0 {
         let data = ev.data.as_ptr();
         let verdict = match ev.capture() {
@@ -153,8 +192,8 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
     ev.comm = bpf_get_current_comm().unwrap_or_default();
-    ev.len = read::<u32>(skb, o.skb_len);
-    ev.protocol = read::<u16>(skb, o.skb_protocol);
+    ev.len = sk_buff.field::<u32>(o.skb_len);
+    ev.protocol = sk_buff.field::<u16>(o.skb_protocol);
     ev.mtu = read::<u32>(dev, o.dev_mtu);
     ev.ifname = read::<[u8; 16]>(dev, o.dev_name);
     ev.stack_id = if cfg.flags & CFG_STACK != 0 {
@@ -182,14 +221,14 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
 /// Copies up to `snaplen` bytes from the MAC header when it is set, else
 /// from the network header, and records which.
 #[inline(always)]
-fn copy_packet(ev: &mut Event, skb: u64, cfg: &Config) {
+fn copy_packet(ev: &mut Event, sk_buff: &SkbCopy, cfg: &Config) {
     let o = &cfg.offsets;
     ev.capture = Capture::None as u8;
     ev.cap_len = 0;
-    let head: u64 = read(skb, o.skb_head);
-    let mac: u16 = read(skb, o.skb_mac_header);
-    let network: u16 = read(skb, o.skb_network_header);
-    let tail: u32 = read(skb, o.skb_tail);
+    let head: u64 = sk_buff.field(o.skb_head);
+    let mac: u16 = sk_buff.field(o.skb_mac_header);
+    let network: u16 = sk_buff.field(o.skb_network_header);
+    let tail: u32 = sk_buff.field(o.skb_tail);
     let (start, capture) = if mac != u16::MAX {
         (mac as u32, Capture::Mac)
     } else if network != u16::MAX && network != 0 {

@@ -6,6 +6,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Event,
+    config::SKB_READ_MAX,
     limits::{RING_BYTES_DEFAULT, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
 };
 
@@ -17,6 +18,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
 /// into `EVENTS`, so that nothing is reserved for skbs the filter rejects.
 #[map]
 pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU copy of the first bytes of the current `struct sk_buff`: one
+/// read instead of one per field.
+#[map]
+pub static SKB_COPY: PerCpuArray<[u8; SKB_READ_MAX as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events that did not fit into `EVENTS`, keyed by probe (function address
 /// for kprobes, probe id for tracepoints).

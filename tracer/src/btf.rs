@@ -6,7 +6,7 @@ use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context as _, anyhow};
 use btf_rs::{Btf, BtfType, Type};
-use tracer_common::config::{OFFSET_NONE, Offsets};
+use tracer_common::config::{OFFSET_NONE, Offsets, SKB_READ_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -116,6 +116,14 @@ impl KernelBtf {
         Some(total)
     }
 
+    /// Size in bytes of `struct name`.
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        match self.find_struct(name)? {
+            Type::Struct(s) => Some(s.size() as u32),
+            _ => None,
+        }
+    }
+
     fn find_struct(&self, name: &str) -> Option<Type> {
         self.btf
             .resolve_types_by_name(name)
@@ -186,6 +194,7 @@ impl KernelBtf {
             dev_nd_net: opt("net_device", "nd_net.net"),
             sk_net: opt("sock", "__sk_common.skc_net.net"),
             net_inum: opt("net", "ns.inum"),
+            skb_read_len: self.struct_size("sk_buff").unwrap_or(0).min(SKB_READ_MAX),
         })
     }
 

@@ -121,13 +121,34 @@ fn run_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCod
 
 fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     build(false)?;
-    let status = Command::new("cargo")
+    // Output is passed through as it comes and counted, so that the run ends
+    // with one line totalling every test binary.
+    let mut child = Command::new("cargo")
         .current_dir(workspace_root())
-        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(["test", "--workspace", "--lib", "--bins", "--tests", "--no-fail-fast"])
         .args(extra)
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .context("running cargo test")?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(if status.success() && failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The tests' UDP sender, which VM scripts use as /test/udpsend.
