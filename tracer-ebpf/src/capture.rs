@@ -16,7 +16,7 @@ use tracer_common::{
         CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
         OFFSET_NONE, SKB_READ_MAX,
     },
-    event::{Capture, FLAG_HAS_REASON, FLAG_TRACKED},
+    event::{Capture, EVENT_SIZE, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
 };
 
@@ -145,18 +145,11 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         return false;
     }
     let dev: u64 = sk_buff.field(o.skb_dev);
-    ev.ifindex = read::<u32>(dev, o.dev_ifindex);
-    if filters & CFG_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
-        return false;
-    }
-    let net: u64 = if dev != 0 {
-        read(dev, o.dev_nd_net)
-    } else {
-        let sk: u64 = sk_buff.field(o.skb_sk);
-        read(sk, o.sk_net)
-    };
-    ev.netns = read::<u32>(net, o.net_inum);
-    if filters & CFG_NETNS != 0 && ev.netns != cfg.netns {
+    // Device and namespace take three dependent reads: before the pcap
+    // filter only when a filter needs them, after it otherwise, so that a
+    // packet the expression rejects costs as little as possible.
+    let early = filters & (CFG_IFINDEX | CFG_NETNS) != 0;
+    if early && !device_and_netns(ev, &sk_buff, dev, cfg, filters) {
         return false;
     }
 
@@ -174,6 +167,9 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     }
     if ev.cap_len as u32 > cfg.snaplen {
         ev.cap_len = cfg.snaplen as u16;
+    }
+    if !early {
+        device_and_netns(ev, &sk_buff, dev, cfg, 0);
     }
 
     ev.skb = skb;
@@ -194,8 +190,6 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.comm = bpf_get_current_comm().unwrap_or_default();
     ev.len = sk_buff.field::<u32>(o.skb_len);
     ev.protocol = sk_buff.field::<u16>(o.skb_protocol);
-    ev.mtu = read::<u32>(dev, o.dev_mtu);
-    ev.ifname = read::<[u8; 16]>(dev, o.dev_name);
     ev.stack_id = if cfg.flags & CFG_STACK != 0 {
         unsafe { bpf_get_stackid(ctx.as_ptr(), (&raw const STACKS).cast_mut().cast(), 0) as i32 }
     } else {
@@ -206,15 +200,46 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     }
 
     // Batch wake-ups: waking the reader per event costs more than the event.
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes as u64 {
+    // Wake it once, when this event fills the ring past the mark; below the
+    // mark, and above it once woken, its 50 ms timer drains the ring.
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let mark = cfg.wakeup_bytes as u64;
+    let flags = if waiting < mark && waiting + EVENT_SIZE as u64 >= mark {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
     if EVENTS.output::<Event>(&*ev, flags).is_err() {
-        aya_log_ebpf::debug!(ctx, "ring buffer full: lost the event of skb {:x}", skb);
+        // No skb pointer in the message: under tp_btf it is a trusted
+        // pointer, and formatting it is pointer arithmetic the verifier refuses.
+        aya_log_ebpf::debug!(ctx, "ring buffer full: an event was lost");
         count_lost(if site.func_ip != 0 { site.func_ip } else { site.probe_id as u64 });
     }
+    true
+}
+
+/// Reads the device's index, name and MTU and the network namespace (from the
+/// device, or from the socket when there is no device yet); returns whether
+/// they pass the ifindex and netns filters in `filters`.
+#[inline(always)]
+fn device_and_netns(ev: &mut Event, sk_buff: &SkbCopy, dev: u64, cfg: &Config, filters: u32) -> bool {
+    let o = &cfg.offsets;
+    ev.ifindex = read::<u32>(dev, o.dev_ifindex);
+    if filters & CFG_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
+        return false;
+    }
+    let net: u64 = if dev != 0 {
+        read(dev, o.dev_nd_net)
+    } else {
+        let sk: u64 = sk_buff.field(o.skb_sk);
+        read(sk, o.sk_net)
+    };
+    ev.netns = read::<u32>(net, o.net_inum);
+    if filters & CFG_NETNS != 0 && ev.netns != cfg.netns {
+        return false;
+    }
+    ev.mtu = read::<u32>(dev, o.dev_mtu);
+    ev.ifname = read::<[u8; 16]>(dev, o.dev_name);
     true
 }
 

@@ -66,6 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
+    // Everything the event loop needs is ready before the ready file says
+    // so: events that wait unread make the eBPF side wake us harder.
+    let kallsyms = Kallsyms::load()?;
+    let reasons = DropReasons::from_btf(&btf);
     probes::raise_fd_limit();
     let attached = plan.attach(&loader, args.verbose, args.filter_track_skb, &mut stop)?;
     if stop.requested() {
@@ -78,8 +82,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(path, b"ready\n").with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
 
-    let kallsyms = Kallsyms::load()?;
-    let reasons = DropReasons::from_btf(&btf);
     drop(btf);
     collect::run(&rt, &mut stop, &mut loader, logger, &attached, &kallsyms, &reasons, sinks, &args)
 }

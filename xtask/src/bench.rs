@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Spawns per configuration for the time to ready, and runs of the format benchmark.
     #[arg(long, default_value_t = 5)]
     ready_runs: usize,
+    /// Overhead configurations to run (comma-separated keys, as in BENCHMARKS.md; default all).
+    #[arg(long, value_delimiter = ',', value_name = "KEYS")]
+    configs: Vec<String>,
     /// Run only these benchmarks (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Which>,
@@ -66,6 +69,10 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if !(0.1..=60.0).contains(&args.seconds) {
         bail!("--seconds must be between 0.1 and 60");
     }
+    if let Some(bad) = args.configs.iter().find(|k| !overhead::CONFIGS.iter().any(|c| c.key == k.as_str())) {
+        let keys: Vec<&str> = overhead::CONFIGS.iter().map(|c| c.key).collect();
+        bail!("no overhead configuration {bad:?}; there are {}", keys.join(", "));
+    }
     let sample = Duration::from_secs_f64(args.seconds);
     let root = workspace_root();
     let scratch = Scratch::create()?;
@@ -78,7 +85,8 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: warning: {other}; the numbers will be noisier");
     }
     if selected(Which::Overhead) {
-        let params = overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0 };
+        let params =
+            overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0, configs: &args.configs };
         let results = overhead::measure(&params)?;
         sections.push(("overhead", report::overhead(&header, args.rounds, sample, &results)));
         sections.push(("memory", report::memory(&header, &results)));
@@ -115,6 +123,9 @@ fn command_line(args: &BenchArgs) -> String {
     let mut cmd = format!("cargo xtask bench --rounds {} --seconds {}", args.rounds, args.seconds);
     if args.ready_runs != 5 {
         let _ = write!(cmd, " --ready-runs {}", args.ready_runs);
+    }
+    if !args.configs.is_empty() {
+        let _ = write!(cmd, " --configs {}", args.configs.join(","));
     }
     if !args.only.is_empty() {
         let names: Vec<String> = args.only.iter().map(|w| format!("{w:?}").to_lowercase()).collect();

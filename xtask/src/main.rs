@@ -46,6 +46,9 @@ enum Cmd {
     Vm {
         #[arg(long, default_value = "6.12")]
         kernel: String,
+        /// Put the release build of skbtrace in the VM.
+        #[arg(long)]
+        release: bool,
         #[arg(last = true, required = true)]
         script: Vec<String>,
     },
@@ -79,7 +82,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             run_as_root(&bin, &args)
         }
         Cmd::Test { args } => test(&args),
-        Cmd::Vm { kernel, script } => vm(&kernel, &script),
+        Cmd::Vm { kernel, release, script } => vm(&kernel, release, &script),
         Cmd::Demo => {
             let bin = build(false)?;
             demo::run(&bin)
@@ -164,8 +167,8 @@ fn udpsend() -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target/debug/udpsend"))
 }
 
-fn vm(kernel: &str, script: &[String]) -> anyhow::Result<ExitCode> {
-    let bin = build(false)?;
+fn vm(kernel: &str, release: bool, script: &[String]) -> anyhow::Result<ExitCode> {
+    let bin = build(release)?;
     let (path, args) = script.split_first().context("no script given")?;
     let mut opts = xtask::vm::VmOptions::new(kernel.parse()?, bin, path);
     opts.args = args.to_vec();

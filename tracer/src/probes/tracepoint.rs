@@ -114,10 +114,13 @@ fn attach_one(
         attach_btf_id: target.btf_id,
         probe_id,
     });
-    if let Ok(prog) = tp_btf {
-        let link = sys::raw_tracepoint_open(prog.as_raw_fd(), None)
-            .with_context(|| format!("attaching tp_btf program to {}", target.name))?;
-        return Ok((prog, link));
+    match tp_btf {
+        Ok(prog) => {
+            let link = sys::raw_tracepoint_open(prog.as_raw_fd(), None)
+                .with_context(|| format!("attaching tp_btf program to {}", target.name))?;
+            return Ok((prog, link));
+        }
+        Err(e) => log::debug!("tp_btf refused for {}, trying raw_tp: {e:#}", target.name),
     }
     // Older or restricted kernels: the same code as a raw tracepoint.
     let prog = loader.load(&LoadAs {

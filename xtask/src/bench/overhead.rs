@@ -109,6 +109,8 @@ pub struct Params<'a> {
     pub sample: Duration,
     /// Where skbtrace's ready and stderr files go.
     pub scratch: &'a Path,
+    /// Keys of the configurations to run; all when empty.
+    pub configs: &'a [String],
 }
 
 /// One configuration's results.
@@ -160,7 +162,11 @@ pub fn measure(params: &Params<'_>) -> anyhow::Result<Vec<Measured>> {
     let mut bench = Bench { params, sender, counters };
     // Caches, allocator and CPU frequency settle before anything counts.
     bench.untraced(Duration::from_millis(500)).context("warming up")?;
-    let results = CONFIGS.iter().map(|c| bench.config(c)).collect();
+    let results = CONFIGS
+        .iter()
+        .filter(|c| params.configs.is_empty() || params.configs.iter().any(|k| k == c.key))
+        .map(|c| bench.config(c))
+        .collect();
     drop(pair);
     results
 }

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, time::Duration};
 use super::{
     format,
     markdown::{Table, thousands},
-    overhead::{self, Expect, Measured, median},
+    overhead::{Expect, Measured, median},
     ready,
 };
 
@@ -65,8 +65,8 @@ pub fn overhead(header: &str, rounds: usize, sample: Duration, results: &[Measur
     }
     out.push_str(&rates.render());
     out.push('\n');
-    for c in &overhead::CONFIGS {
-        let _ = writeln!(out, "- **{}**: {}", c.key, c.what);
+    for m in results {
+        let _ = writeln!(out, "- **{}**: {}", m.config.key, m.config.what);
     }
 
     out.push_str(
