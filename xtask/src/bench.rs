@@ -15,6 +15,7 @@ mod overhead;
 mod ready;
 mod report;
 mod skbtrace;
+mod vm_attach;
 
 use std::{
     path::{Path, PathBuf},
@@ -55,6 +56,8 @@ pub enum Which {
     Ready,
     /// Decode and format throughput on one core.
     Format,
+    /// Attach and detach of every skb function in the test VM (kprobe, kprobe-multi).
+    Vm,
 }
 
 /// Runs the selected benchmarks against the skbtrace binary at `bin` (a release build).
@@ -103,6 +106,11 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if selected(Which::Format) {
         let results = format::measure(&root, args.ready_runs).context("decode and format throughput")?;
         sections.push(("format", report::format(&header, args.ready_runs, &results)));
+    }
+
+    if selected(Which::Vm) {
+        let body = vm_attach::measure(bin, &header).context("attach and detach in the VM")?;
+        sections.push(("vm", body));
     }
 
     let path = root.join("BENCHMARKS.md");

@@ -7,11 +7,12 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::Context as _;
 
 /// The sections, in the order a fresh BENCHMARKS.md lists them.
-pub const SECTIONS: [(&str, &str); 4] = [
+pub const SECTIONS: [(&str, &str); 5] = [
     ("overhead", "Drop-point overhead on the host (tracepoint backend)"),
     ("memory", "Resident memory while attached"),
     ("ready", "Time to ready"),
     ("format", "Decode and format throughput"),
+    ("vm", "Attaching every skb function in the VM (kprobes)"),
 ];
 
 const PREAMBLE: &str = "# skbtrace benchmarks\n\n\

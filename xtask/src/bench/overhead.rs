@@ -52,7 +52,7 @@ pub struct Config {
     pub wait_idle: bool,
 }
 
-pub const CONFIGS: [Config; 6] = [
+pub const CONFIGS: [Config; 7] = [
     Config {
         key: "a",
         what: "drop point, pcap filter matching nothing",
@@ -73,6 +73,14 @@ pub const CONFIGS: [Config; 6] = [
         key: "b",
         what: "drop point, every drop printed",
         args: &["--filter-func", "kfree_skb"],
+        target: Some(0.6),
+        expect: Expect::OnePerDrop,
+        wait_idle: false,
+    },
+    Config {
+        key: "b-pcap5",
+        what: "as b, with a five-clause pcap filter that every drop matches (b's ns per run + the filter's)",
+        args: &["--filter-func", "kfree_skb", "udp and dst port 4000 and src host 10.77.0.1 and not icmp and len > 20"],
         target: Some(0.6),
         expect: Expect::OnePerDrop,
         wait_idle: false,
