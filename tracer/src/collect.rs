@@ -153,13 +153,13 @@ fn emit(ev: &Event, st: &mut State<'_>, sinks: &mut Sinks) -> io::Result<()> {
         Timestamp::Current => Some(wall_clock(ev.ktime_ns as i128 + st.boot_offset_ns)),
     };
     st.last_ktime = ev.ktime_ns;
-    let process = st.processes.name(ev.pid, &ev.comm).to_owned();
+    let process = st.processes.name(ev.pid, &ev.comm);
     let rec = Record {
         ev,
         func: &func,
         reason: reason.as_deref(),
         location: location.as_deref(),
-        process: &process,
+        process,
         ifname: c_str(&ev.ifname),
         tuple: &tuple,
         stack: &stack,

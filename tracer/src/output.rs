@@ -42,17 +42,22 @@ pub trait Printer {
 /// The FUNC column as pwru writes it: `kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)`.
 pub fn func_column(rec: &Record<'_>) -> String {
     let mut s = String::with_capacity(64);
-    s.push_str(rec.func);
+    push_func_column(&mut s, rec);
+    s
+}
+
+/// Appends the FUNC column to `out` (the text printer's reused line).
+pub fn push_func_column(out: &mut String, rec: &Record<'_>) {
+    out.push_str(rec.func);
     if let Some(reason) = rec.reason {
-        s.push('(');
-        s.push_str(reason);
-        s.push(')');
+        out.push('(');
+        out.push_str(reason);
+        out.push(')');
     }
     if let Some(loc) = rec.location {
-        s.push(' ');
-        s.push_str(loc);
+        out.push(' ');
+        out.push_str(loc);
     }
-    s
 }
 
 /// Where a run's output goes: the text or JSON printer, and pcap-ng.

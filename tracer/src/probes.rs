@@ -6,7 +6,16 @@ pub mod kprobe;
 pub mod kprobe_multi;
 pub mod tracepoint;
 
-use std::{os::fd::OwnedFd, path::Path};
+use std::{
+    os::fd::OwnedFd,
+    path::Path,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+};
+
+use crate::stop::Stop;
 
 /// What a probe id stands for, so events can be named.
 #[derive(Clone, Debug)]
@@ -70,6 +79,50 @@ pub fn raise_fd_limit() {
             }
         }
     }
+}
+
+/// Runs `f(index, item)` on every item from `workers` threads (attaching is mostly waiting
+/// on the kernel) and returns the results in item order. When `stop` is
+/// given, a stop signal ends the run early; items not reached are `None`.
+pub fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    stop: Option<&mut Stop>,
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<Option<R>> {
+    let next = AtomicUsize::new(0);
+    let cancel = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(items.len()));
+    let workers = workers.clamp(1, items.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !cancel.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(i, item);
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        if let Some(stop) = stop {
+            // Ctrl-C during a long attach stops it; what is attached is
+            // detached when `Attached` drops.
+            while done.load(Ordering::Relaxed) < workers {
+                if stop.requested() {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    let mut ordered: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for (i, result) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        ordered[i] = Some(result);
+    }
+    ordered
 }
 
 /// Whether this kernel can attach kprobes at all.

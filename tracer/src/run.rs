@@ -41,8 +41,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     btf.add_modules(&kmods)?;
 
+    // Read once: it says which functions can be probed, and names addresses
+    // in the event loop.
+    let kallsyms = Kallsyms::load()?;
     let backend = choose_backend(args.backend)?;
-    let plan = Plan::new(&btf, backend, cfg.filter_func.as_ref())?;
+    let plan = Plan::new(&btf, &kallsyms, backend, cfg.filter_func.as_ref())?;
     log::debug!("targets found at {:?}", started.elapsed());
     if args.list_funcs {
         return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
@@ -68,7 +71,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // Everything the event loop needs is ready before the ready file says
     // so: events that wait unread make the eBPF side wake us harder.
-    let kallsyms = Kallsyms::load()?;
     let reasons = DropReasons::from_btf(&btf);
     probes::raise_fd_limit();
     let attached = plan.attach(&loader, args.verbose, args.filter_track_skb, &mut stop)?;
@@ -123,11 +125,16 @@ enum Plan {
 }
 
 impl Plan {
-    fn new(btf: &KernelBtf, backend: Backend, filter: Option<&regex::Regex>) -> anyhow::Result<Self> {
+    fn new(
+        btf: &KernelBtf,
+        kallsyms: &Kallsyms,
+        backend: Backend,
+        filter: Option<&regex::Regex>,
+    ) -> anyhow::Result<Self> {
         let plan = match backend {
             Backend::Tracepoint => Self::Tracepoints(tracepoint::targets(btf, filter)),
             _ => {
-                let (funcs, copies) = kprobe_targets(btf, filter)?;
+                let (funcs, copies) = kprobe_targets(btf, kallsyms, filter);
                 Self::Kprobes { backend, funcs, copies }
             }
         };
@@ -194,32 +201,23 @@ impl Plan {
 /// skb-copying functions it lets us probe.
 fn kprobe_targets(
     btf: &KernelBtf,
+    kallsyms: &Kallsyms,
     filter: Option<&regex::Regex>,
-) -> anyhow::Result<(Vec<crate::btf::SkbFunc>, Vec<String>)> {
+) -> (Vec<crate::btf::SkbFunc>, Vec<String>) {
+    // ftrace's list when tracefs lets us read it, else every text symbol.
     let available = ksym::available_filter_functions();
-    let kallsyms = if available.is_none() { Some(Kallsyms::load()?) } else { None };
-    let kallsyms_names = kallsyms.as_ref().map(|k| k.names());
+    let traceable: std::collections::HashSet<&str> = match &available {
+        Some(set) => set.iter().map(String::as_str).collect(),
+        None => kallsyms.names(),
+    };
+    let traceable = |name: &str| traceable.contains(name);
     let mut funcs: Vec<_> = btf
         .skb_functions()
         .into_iter()
-        .filter(|f| filter.is_none_or(|re| re.is_match(&f.name)))
-        .filter(|f| match (&available, &kallsyms_names) {
-            (Some(set), _) => set.contains(&f.name),
-            (None, Some(names)) => names.contains(f.name.as_str()),
-            (None, None) => true,
-        })
+        .filter(|f| filter.is_none_or(|re| re.is_match(&f.name)) && traceable(&f.name))
         .collect();
     funcs.sort_by(|a, b| a.name.cmp(&b.name));
     funcs.dedup_by(|a, b| a.name == b.name);
-    let copies = kprobe::COPY_FUNCTIONS
-        .iter()
-        .filter(|f| match (&available, &kallsyms_names) {
-            (Some(set), _) => set.contains(**f),
-            (None, Some(names)) => names.contains(**f),
-            (None, None) => true,
-        })
-        .map(|f| (*f).to_owned())
-        .collect();
-    Ok((funcs, copies))
+    let copies = kprobe::COPY_FUNCTIONS.iter().filter(|f| traceable(f)).map(|f| (*f).to_owned()).collect();
+    (funcs, copies)
 }
-

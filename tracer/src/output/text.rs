@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, io::{self, Write}};
 
-use super::{Printer, Record};
+use super::{Printer, Record, push_func_column};
 
 fn digits(mut n: u32) -> usize {
     let mut d = 1;
@@ -71,8 +71,8 @@ impl<W: Write> Printer for TextPrinter<W> {
         }
         let _ = write!(
             h,
-            "{:<18} {:<3} {:<16} {:<10} {:<8} {:>16} {:<6} {:<5} {:<5} {} {}",
-            "SKB", "CPU", "PROCESS", "NETNS", "MARK/x", "IFACE", "PROTO", "MTU", "LEN", "TUPLE", "FUNC"
+            "{:<18} {:<3} {:<16} {:<10} {:<8} {:>16} {:<6} {:<5} {:<5} TUPLE FUNC",
+            "SKB", "CPU", "PROCESS", "NETNS", "MARK/x", "IFACE", "PROTO", "MTU", "LEN"
         );
         writeln!(self.out, "{h}")
     }
@@ -110,16 +110,7 @@ impl<W: Write> Printer for TextPrinter<W> {
         let _ = write!(line, " {:#06x} {:<5} {:<5} ", u16::from_be(ev.protocol), ev.mtu, ev.len);
         push_tuple(line, rec);
         line.push(' ');
-        line.push_str(rec.func);
-        if let Some(reason) = rec.reason {
-            line.push('(');
-            line.push_str(reason);
-            line.push(')');
-        }
-        if let Some(loc) = rec.location {
-            line.push(' ');
-            line.push_str(loc);
-        }
+        push_func_column(line, rec);
         line.push('\n');
         for frame in rec.stack {
             let _ = writeln!(line, "    {frame}");

@@ -7,17 +7,13 @@ use std::{
     ffi::CString,
     io::IsTerminal as _,
     os::fd::{AsRawFd as _, OwnedFd, RawFd},
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
 };
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracer_common::limits::PROBE_ID_FREES;
 
-use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS};
+use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS, in_parallel};
 use crate::{
     btf::SkbFunc,
     loader::{LoadAs, Loader},
@@ -86,48 +82,26 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop:
     let prog_fds: HashMap<(String, u32), RawFd> = programs.iter().map(|(k, v)| (k.clone(), v.as_raw_fd())).collect();
     let progress = Progress::new(funcs.len(), "attaching kprobes");
 
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, std::io::Result<OwnedFd>)>> = Mutex::new(Vec::with_capacity(funcs.len()));
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
-    let cancel = AtomicBool::new(false);
-    let done = AtomicUsize::new(0);
-    let nworkers = workers.min(funcs.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..nworkers {
-            s.spawn(|| {
-                while !cancel.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(func) = funcs.get(i) else { break };
-                    let prog = prog_fds[&program_for(func)];
-                    let result = CString::new(func.name.as_str())
-                        .map_err(std::io::Error::other)
-                        .and_then(|name| sys::attach_kprobe(pmu, &name, prog));
-                    results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
-                    progress.inc();
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-        // Ctrl-C during a long attach stops it; what is attached is detached on drop.
-        while done.load(Ordering::Relaxed) < nworkers {
-            if stop.requested() {
-                cancel.store(true, Ordering::Relaxed);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+    let results = in_parallel(funcs, workers, Some(stop), |_, func| {
+        let prog = prog_fds[&program_for(func)];
+        let result = CString::new(func.name.as_str())
+            .map_err(std::io::Error::other)
+            .and_then(|name| sys::attach_kprobe(pmu, &name, prog));
+        progress.inc();
+        result
     });
     progress.finish();
 
     attached.programs.extend(programs.into_values());
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    for (i, result) in results {
+    for (func, result) in funcs.iter().zip(results) {
         match result {
-            Ok(fd) => {
+            Some(Ok(fd)) => {
                 attached.links.push(fd);
                 attached.attached += 1;
             }
-            Err(e) => attached.skipped.push((funcs[i].name.clone(), e.to_string())),
+            Some(Err(e)) => attached.skipped.push((func.name.clone(), e.to_string())),
+            None => attached.skipped.push((func.name.clone(), "not attempted: stopped".into())),
         }
     }
     Ok(())

@@ -2,20 +2,13 @@
 //! `tp_btf` (or `raw_tp` where `tp_btf` is refused). Works on kernels without
 //! kprobes.
 
-use std::{
-    ffi::CString,
-    os::fd::OwnedFd,
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::{ffi::CString, os::fd::OwnedFd};
 
 use anyhow::Context as _;
 use regex::Regex;
 use tracer_common::limits::PROBE_ID_FREES;
 
-use super::{Attached, Probe};
+use super::{Attached, Probe, in_parallel};
 use crate::{
     btf::KernelBtf,
     loader::{LoadAs, Loader},
@@ -59,42 +52,23 @@ fn program_for(target: &Target) -> Option<&'static str> {
 pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> anyhow::Result<()> {
     // Each target is its own program load (the verifier's work dominates), so
     // load on every core: this is most of the time to ready.
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, anyhow::Result<(OwnedFd, OwnedFd)>)>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(targets.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(target) = targets.get(i) else { break };
-                    let Some(program) = program_for(target) else { continue };
-                    let frees = if FREES.contains(&target.name.as_str()) { PROBE_ID_FREES } else { 0 };
-                    let result = attach_one(loader, target, program, i as u32 | frees);
-                    results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    let mut results = results.into_iter().peekable();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Probe ids are indexes into `targets`, so every target gets a slot.
-    for (i, target) in targets.iter().enumerate() {
-        let program = program_for(target);
+    let results = in_parallel(targets, workers, None, |i, target| {
+        let program = program_for(target)?;
+        let frees = if FREES.contains(&target.name.as_str()) { PROBE_ID_FREES } else { 0 };
+        Some(attach_one(loader, target, program, i as u32 | frees))
+    });
+    for (target, result) in targets.iter().zip(results) {
         attached.probes.push(Probe { name: target.name.clone() });
-        if program.is_none() {
-            attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.position + 1)));
-            continue;
-        }
-        match results.next_if(|(j, _)| *j == i) {
-            Some((_, Ok((prog, link)))) => {
+        match result.flatten() {
+            Some(Ok((prog, link))) => {
                 attached.programs.push(prog);
                 attached.links.push(link);
                 attached.attached += 1;
             }
-            Some((_, Err(e))) => attached.skipped.push((target.name.clone(), format!("{e:#}"))),
-            None => attached.skipped.push((target.name.clone(), "not attempted".into())),
+            Some(Err(e)) => attached.skipped.push((target.name.clone(), format!("{e:#}"))),
+            None => attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.position + 1))),
         }
     }
     Ok(())
