@@ -32,19 +32,31 @@ impl Proto {
     }
 }
 
-impl std::fmt::Display for Proto {
-    /// "tcp", "udp", "icmp", "icmp6", "arp", or the IP protocol number.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Proto {
+    /// "tcp", "udp", "icmp", "icmp6", "arp", …; `None` for other protocol
+    /// numbers and for no protocol.
+    pub fn name(self) -> Option<&'static str> {
         match self {
-            Self::None => Ok(()),
-            Self::Arp => f.write_str("arp"),
-            Self::Ip(6) => f.write_str("tcp"),
-            Self::Ip(17) => f.write_str("udp"),
-            Self::Ip(1) => f.write_str("icmp"),
-            Self::Ip(58) => f.write_str("icmp6"),
-            Self::Ip(132) => f.write_str("sctp"),
-            Self::Ip(47) => f.write_str("gre"),
-            Self::Ip(n) => write!(f, "{n}"),
+            Self::None => None,
+            Self::Arp => Some("arp"),
+            Self::Ip(6) => Some("tcp"),
+            Self::Ip(17) => Some("udp"),
+            Self::Ip(1) => Some("icmp"),
+            Self::Ip(58) => Some("icmp6"),
+            Self::Ip(132) => Some("sctp"),
+            Self::Ip(47) => Some("gre"),
+            Self::Ip(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    /// The name, or the IP protocol number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.name(), self) {
+            (Some(name), _) => f.write_str(name),
+            (None, Self::Ip(n)) => write!(f, "{n}"),
+            (None, _) => Ok(()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Printers. Each gets an event with its names already resolved and writes
 //! to any `io::Write`; none of them touches the kernel.
 
+mod fields;
 pub mod json;
 pub mod pcapng;
 pub mod text;
@@ -39,14 +40,8 @@ pub trait Printer {
     fn flush(&mut self) -> io::Result<()>;
 }
 
-/// The FUNC column as pwru writes it: `kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)`.
-pub fn func_column(rec: &Record<'_>) -> String {
-    let mut s = String::with_capacity(64);
-    push_func_column(&mut s, rec);
-    s
-}
-
-/// Appends the FUNC column to `out` (the text printer's reused line).
+/// Appends the FUNC column as pwru writes it:
+/// `kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)`.
 pub fn push_func_column(out: &mut String, rec: &Record<'_>) {
     out.push_str(rec.func);
     if let Some(reason) = rec.reason {
@@ -256,6 +251,39 @@ mod tests {
         assert_eq!(v["stack"], serde_json::json!([]));
         let s: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
         assert_eq!(s["summary"]["events"], 1);
+    }
+
+    #[test]
+    fn json_strings_are_escaped_and_every_key_is_there() {
+        let mut ev = drop_event();
+        ev.flags |= tracer_common::event::FLAG_TRACKED;
+        let tuple = decode::tuple(ev.capture(), ev.packet());
+        let stack = ["ip_rcv+0x10".to_owned(), "odd \"frame\"\\\n".to_owned()];
+        let mut rec = record(&ev, &tuple);
+        rec.process = "a \"quoted\" exe\\path:1";
+        rec.stack = &stack;
+        rec.reason = None;
+        let mut out = Vec::new();
+        JsonPrinter::new(&mut out).record(&rec).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["process"], rec.process);
+        assert_eq!(v["stack"], serde_json::json!(stack));
+        assert_eq!(v["tracked"], true);
+        assert_eq!(v["drop_reason"], "");
+        assert_eq!(v["drop_reason_code"], 0);
+        assert_eq!(v["func_column"], "kfree_skb __udp4_lib_rcv+0x4bc");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = [
+            "skb", "cpu", "process", "pid", "comm", "netns", "mark", "ifindex", "ifname", "proto", "mtu", "len",
+            "tuple", "func", "func_column", "drop_reason", "drop_reason_code", "location", "ktime_ns", "timestamp",
+            "tracked", "capture", "cap_len", "stack",
+        ];
+        want.sort();
+        assert_eq!(keys, want);
+        let tuple_keys: Vec<&str> = v["tuple"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(tuple_keys, ["daddr", "dport", "proto", "saddr", "sport", "tcp_flags"]);
+        assert_eq!(v["tuple"]["saddr"], "127.0.0.1");
+        assert_eq!(v["tuple"]["proto"], "udp");
     }
 
     /// Decode + format throughput on one core, printed for `cargo xtask bench`.

@@ -3,74 +3,76 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
 use tracer_common::event::{Capture, FLAG_TRACKED};
 
-use super::{Printer, Record, func_column};
+use super::{
+    Printer, Record,
+    fields::{push_hex, push_ip, push_num, push_proto},
+    push_func_column,
+};
 use crate::decode::tcp_flag_names;
 
 pub struct JsonPrinter<W: Write> {
     out: W,
+    /// One line, reused: no allocation per event.
+    line: String,
 }
 
 impl<W: Write> JsonPrinter<W> {
     pub fn new(out: W) -> Self {
-        Self { out }
+        Self { out, line: String::with_capacity(1024) }
     }
 }
 
-/// The wire form of one event; borrowed, so serializing allocates little.
-#[derive(Serialize)]
-struct JsonEvent<'a> {
-    skb: String,
-    cpu: u32,
-    process: &'a str,
-    pid: u32,
-    comm: &'a str,
-    netns: u32,
-    mark: u32,
-    ifindex: u32,
-    ifname: &'a str,
-    proto: u16,
-    mtu: u32,
-    len: u32,
-    tuple: JsonTuple,
-    func: &'a str,
-    func_column: String,
-    drop_reason: &'a str,
-    drop_reason_code: u32,
-    location: &'a str,
-    ktime_ns: u64,
-    timestamp: &'a str,
-    tracked: bool,
-    capture: &'static str,
-    cap_len: u16,
-    stack: &'a [String],
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
-#[derive(Serialize)]
-struct JsonTuple {
-    saddr: String,
-    daddr: String,
-    sport: u16,
-    dport: u16,
-    proto: String,
-    tcp_flags: String,
+/// Appends `s` as a JSON string.
+fn push_str(out: &mut String, s: &str) {
+    if needs_escape(s) {
+        out.push_str(&serde_json::to_string(s).expect("a str always serializes"));
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
 }
 
-#[derive(Serialize)]
-struct Summary {
-    summary: SummaryFields,
+/// Writes one object's members in order; the keys are literals.
+struct Object<'a> {
+    out: &'a mut String,
+    first: bool,
 }
 
-#[derive(Serialize)]
-struct SummaryFields {
-    events: u64,
-    lost: u64,
-}
+impl<'a> Object<'a> {
+    fn new(out: &'a mut String) -> Self {
+        out.push('{');
+        Self { out, first: true }
+    }
 
-fn addr(a: Option<std::net::IpAddr>) -> String {
-    a.map_or_else(String::new, |a| a.to_string())
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    fn num(&mut self, key: &str, n: impl itoa::Integer) {
+        push_num(self.key(key), n);
+    }
+
+    fn str(&mut self, key: &str, s: &str) {
+        push_str(self.key(key), s);
+    }
+
+    fn end(self) {
+        self.out.push('}');
+    }
 }
 
 impl<W: Write> Printer for JsonPrinter<W> {
@@ -81,50 +83,91 @@ impl<W: Write> Printer for JsonPrinter<W> {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         let ev = rec.ev;
         let t = rec.tuple;
-        let value = JsonEvent {
-            skb: format!("{:#x}", ev.skb),
-            cpu: ev.cpu,
-            process: rec.process,
-            pid: ev.pid,
-            comm: crate::resolve::c_str(&ev.comm),
-            netns: ev.netns,
-            mark: ev.mark,
-            ifindex: ev.ifindex,
-            ifname: rec.ifname,
-            proto: u16::from_be(ev.protocol),
-            mtu: ev.mtu,
-            len: ev.len,
-            tuple: JsonTuple {
-                saddr: addr(t.saddr),
-                daddr: addr(t.daddr),
-                sport: t.sport,
-                dport: t.dport,
-                proto: t.proto.to_string(),
-                tcp_flags: tcp_flag_names(t.tcp_flags),
-            },
-            func: rec.func,
-            func_column: func_column(rec),
-            drop_reason: rec.reason.unwrap_or(""),
-            drop_reason_code: if rec.reason.is_some() { ev.reason } else { 0 },
-            location: rec.location.unwrap_or(""),
-            ktime_ns: ev.ktime_ns,
-            timestamp: rec.timestamp.unwrap_or(""),
-            tracked: ev.flags & FLAG_TRACKED != 0,
-            capture: match ev.capture() {
+        let line = &mut self.line;
+        line.clear();
+        let mut o = Object::new(line);
+        let out = o.key("skb");
+        out.push('"');
+        push_hex(out, ev.skb, 0);
+        out.push('"');
+        o.num("cpu", ev.cpu);
+        o.str("process", rec.process);
+        o.num("pid", ev.pid);
+        o.str("comm", crate::resolve::c_str(&ev.comm));
+        o.num("netns", ev.netns);
+        o.num("mark", ev.mark);
+        o.num("ifindex", ev.ifindex);
+        o.str("ifname", rec.ifname);
+        o.num("proto", u16::from_be(ev.protocol));
+        o.num("mtu", ev.mtu);
+        o.num("len", ev.len);
+        {
+            let mut tuple = Object::new(o.key("tuple"));
+            for (key, addr) in [("saddr", t.saddr), ("daddr", t.daddr)] {
+                let out = tuple.key(key);
+                out.push('"');
+                if let Some(addr) = addr {
+                    push_ip(out, addr);
+                }
+                out.push('"');
+            }
+            tuple.num("sport", t.sport);
+            tuple.num("dport", t.dport);
+            let out = tuple.key("proto");
+            out.push('"');
+            push_proto(out, t.proto);
+            out.push('"');
+            let out = tuple.key("tcp_flags");
+            out.push('"');
+            if t.tcp_flags != 0 {
+                out.push_str(&tcp_flag_names(t.tcp_flags));
+            }
+            out.push('"');
+            tuple.end();
+        }
+        o.str("func", rec.func);
+        let out = o.key("func_column");
+        out.push('"');
+        let start = out.len();
+        push_func_column(out, rec);
+        if needs_escape(&out[start..]) {
+            let column = out.split_off(start);
+            out.pop();
+            push_str(out, &column);
+        } else {
+            out.push('"');
+        }
+        o.str("drop_reason", rec.reason.unwrap_or(""));
+        o.num("drop_reason_code", if rec.reason.is_some() { ev.reason } else { 0 });
+        o.str("location", rec.location.unwrap_or(""));
+        o.num("ktime_ns", ev.ktime_ns);
+        o.str("timestamp", rec.timestamp.unwrap_or(""));
+        o.key("tracked").push_str(if ev.flags & FLAG_TRACKED != 0 { "true" } else { "false" });
+        o.str(
+            "capture",
+            match ev.capture() {
                 Capture::Mac => "mac",
                 Capture::Network => "network",
                 Capture::None => "none",
             },
-            cap_len: ev.cap_len,
-            stack: rec.stack,
-        };
-        serde_json::to_writer(&mut self.out, &value)?;
-        self.out.write_all(b"\n")
+        );
+        o.num("cap_len", ev.cap_len);
+        let out = o.key("stack");
+        out.push('[');
+        for (i, frame) in rec.stack.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(out, frame);
+        }
+        out.push(']');
+        o.end();
+        line.push('\n');
+        self.out.write_all(line.as_bytes())
     }
 
     fn summary(&mut self, printed: u64, lost: u64) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &Summary { summary: SummaryFields { events: printed, lost } })?;
-        self.out.write_all(b"\n")
+        writeln!(self.out, r#"{{"summary":{{"events":{printed},"lost":{lost}}}}}"#)
     }
 
     fn flush(&mut self) -> io::Result<()> {

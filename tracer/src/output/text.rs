@@ -2,7 +2,13 @@
 
 use std::{fmt::Write as _, io::{self, Write}};
 
-use super::{Printer, Record, push_func_column};
+use std::net::IpAddr;
+
+use super::{
+    Printer, Record,
+    fields::{pad_to, push_hex, push_ip, push_num, push_proto},
+    push_func_column,
+};
 
 fn digits(mut n: u32) -> usize {
     let mut d = 1;
@@ -28,38 +34,39 @@ impl<W: Write> TextPrinter<W> {
 /// Appends the TUPLE column: `10.0.0.1:40000->10.0.0.2:4000(udp)`.
 fn push_tuple(line: &mut String, rec: &Record<'_>) {
     let t = rec.tuple;
+    let proto = |line: &mut String| {
+        line.push('(');
+        push_proto(line, t.proto);
+        line.push(')');
+    };
     match (t.saddr, t.daddr) {
-        (Some(s), Some(d)) if t.sport != 0 || t.dport != 0 => {
-            push_addr(line, s);
-            let _ = write!(line, ":{}->", t.sport);
-            push_addr(line, d);
-            let _ = write!(line, ":{}({})", t.dport, t.proto);
-        }
         (Some(s), Some(d)) => {
+            let ports = t.sport != 0 || t.dport != 0;
             push_addr(line, s);
+            if ports {
+                line.push(':');
+                push_num(line, t.sport);
+            }
             line.push_str("->");
             push_addr(line, d);
-            let _ = write!(line, "({})", t.proto);
+            if ports {
+                line.push(':');
+                push_num(line, t.dport);
+            }
+            proto(line);
         }
-        _ if !t.proto.is_none() => {
-            let _ = write!(line, "({})", t.proto);
-        }
+        _ if !t.proto.is_none() => proto(line),
         _ => {}
     }
 }
 
-fn push_addr(line: &mut String, a: std::net::IpAddr) {
-    let _ = match a {
-        std::net::IpAddr::V6(v6) => write!(line, "[{v6}]"),
-        std::net::IpAddr::V4(v4) => write!(line, "{v4}"),
-    };
-}
-
-/// Appends `value` left-aligned in `width` columns.
-fn pad_to(line: &mut String, start: usize, width: usize) {
-    let used = line.len() - start;
-    for _ in used..width {
-        line.push(' ');
+fn push_addr(line: &mut String, a: IpAddr) {
+    if a.is_ipv6() {
+        line.push('[');
+        push_ip(line, a);
+        line.push(']');
+    } else {
+        push_ip(line, a);
     }
 }
 
@@ -86,15 +93,23 @@ impl<W: Write> Printer for TextPrinter<W> {
             let _ = write!(line, "{ts:<20} ");
         }
         let mut col = line.len();
-        let _ = write!(line, "{:#x}", ev.skb);
+        push_hex(line, ev.skb, 0);
         pad_to(line, col, 18);
-        let _ = write!(line, " {:<3} ", ev.cpu);
+        line.push(' ');
+        col = line.len();
+        push_num(line, ev.cpu);
+        pad_to(line, col, 3);
+        line.push(' ');
         col = line.len();
         line.push_str(rec.process);
         pad_to(line, col, 16);
-        let _ = write!(line, " {:<10} ", ev.netns);
+        line.push(' ');
         col = line.len();
-        let _ = write!(line, "{:#x}", ev.mark);
+        push_num(line, ev.netns);
+        pad_to(line, col, 10);
+        line.push(' ');
+        col = line.len();
+        push_hex(line, ev.mark.into(), 0);
         pad_to(line, col, 8);
         line.push(' ');
         // IFACE is right-aligned in 16 columns, like pwru's.
@@ -105,9 +120,21 @@ impl<W: Write> Printer for TextPrinter<W> {
         if ev.ifindex == 0 {
             line.push('0');
         } else {
-            let _ = write!(line, "{}:{}", rec.ifname, ev.ifindex);
+            line.push_str(rec.ifname);
+            line.push(':');
+            push_num(line, ev.ifindex);
         }
-        let _ = write!(line, " {:#06x} {:<5} {:<5} ", u16::from_be(ev.protocol), ev.mtu, ev.len);
+        line.push(' ');
+        push_hex(line, u16::from_be(ev.protocol).into(), 4);
+        line.push(' ');
+        col = line.len();
+        push_num(line, ev.mtu);
+        pad_to(line, col, 5);
+        line.push(' ');
+        col = line.len();
+        push_num(line, ev.len);
+        pad_to(line, col, 5);
+        line.push(' ');
         push_tuple(line, rec);
         line.push(' ');
         push_func_column(line, rec);
