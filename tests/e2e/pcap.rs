@@ -58,15 +58,17 @@ fn tshark_reads_the_pcapng_and_agrees_with_the_text() {
     let t = Tracer::start(&[
         "--filter-netns", &ns.path(), "--output-json", "--output-pcap", pcap.to_str().unwrap(), "udp port 4000",
     ]);
+    // Longer than the headers the filter reads: the rest is copied once the packet matched.
+    let payload = "x".repeat(100);
     for _ in 0..3 {
-        ns.send_udp("127.0.0.1", 4000, "hello");
+        ns.send_udp("127.0.0.1", 4000, &payload);
     }
     let done = t.stop();
     assert!(done.status.success(), "{}", done.stderr);
     let events = done.json();
     let out = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap(), "-T", "fields", "-E", "separator=|", "-e", "frame.comment", "-e", "ip.src"])
-        .args(["-e", "udp.dstport"])
+        .args(["-e", "udp.dstport", "-e", "frame.cap_len", "-e", "frame.len", "-e", "udp.length", "-e", "data.data"])
         .output()
         .expect("running tshark");
     let _ = std::fs::remove_file(&pcap);
@@ -85,5 +87,13 @@ fn tshark_reads_the_pcapng_and_agrees_with_the_text() {
         }
         assert_eq!(fields[1], event["tuple"]["saddr"].as_str().unwrap(), "{packet}");
         assert_eq!(fields[2], "4000", "{packet}");
+        // Captured: the default --snaplen of 128 bytes, payload included up to there.
+        let (cap_len, len): (usize, usize) = (fields[3].parse().unwrap(), fields[4].parse().unwrap());
+        assert_eq!(cap_len, len.min(128), "{packet}");
+        // The original length counts every header in front of the payload.
+        let udp_payload = fields[5].parse::<usize>().unwrap() - 8;
+        let headers = if comment.contains("if=lo") && len > udp_payload + 28 { 14 + 28 } else { 28 };
+        assert_eq!(len, headers + udp_payload, "{packet}");
+        assert_eq!(fields[6], "78".repeat(cap_len - headers), "payload bytes of {packet}");
     }
 }

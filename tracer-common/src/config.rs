@@ -66,9 +66,14 @@ pub struct Config {
     /// Wake the reader only once this many bytes wait in the ring buffer;
     /// it also drains on a short timer, so quiet periods still show promptly.
     pub wakeup_bytes: u32,
+    /// With `CFG_PCAP`: the packet bytes the filter can read when they start
+    /// at the MAC header, and at the network header. Only these are copied
+    /// before filtering; the rest of `snaplen` once the packet matched.
+    pub filter_reads_l2: u32,
+    pub filter_reads_l3: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 8 * 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 10 * 4);
 
 impl Config {
     pub const fn zeroed() -> Self {
@@ -100,6 +105,8 @@ impl Config {
             ifindex: 0,
             pid: 0,
             wakeup_bytes: 0,
+            filter_reads_l2: 0,
+            filter_reads_l3: 0,
         }
     }
 }

@@ -25,9 +25,9 @@ impl Capture {
 }
 
 /// Event flag: `reason` holds a drop reason.
-pub const FLAG_HAS_REASON: u16 = 1 << 0;
+pub const FLAG_HAS_REASON: u8 = 1 << 0;
 /// Event flag: the skb was let through because it was already tracked.
-pub const FLAG_TRACKED: u16 = 1 << 1;
+pub const FLAG_TRACKED: u8 = 1 << 1;
 
 /// One skb seen at one probe. Built in a per-CPU scratch slot, filtered, then
 /// copied whole into the ring buffer.
@@ -61,10 +61,14 @@ pub struct Event {
     pub protocol: u16,
     /// Number of valid bytes in `data`.
     pub cap_len: u16,
-    pub flags: u16,
+    /// `FLAG_*` bits.
+    pub flags: u8,
     /// A [`Capture`] value.
     pub capture: u8,
-    pub _pad0: u8,
+    /// Where `skb->data` is, counted from the first captured byte: `len`
+    /// counts from there, so the packet from the capture's start is
+    /// `len + data_offset` bytes long (the original length in pcap terms).
+    pub data_offset: i16,
     pub comm: [u8; 16],
     pub ifname: [u8; 16],
     pub data: [u8; SNAPLEN_MAX],
@@ -95,7 +99,7 @@ impl Event {
             cap_len: 0,
             flags: 0,
             capture: 0,
-            _pad0: 0,
+            data_offset: 0,
             comm: [0; 16],
             ifname: [0; 16],
             data: [0; SNAPLEN_MAX],
@@ -115,6 +119,13 @@ impl Event {
 
     pub fn capture(&self) -> Capture {
         Capture::from_u8(self.capture)
+    }
+
+    /// The packet's length from the first captured byte: what a capture
+    /// of the whole packet from there would hold.
+    pub fn wire_len(&self) -> u32 {
+        let len = (self.len as i64 + self.data_offset as i64).max(0) as u32;
+        len.max(self.cap_len as u32)
     }
 
     pub fn packet(&self) -> &[u8] {

@@ -126,10 +126,10 @@ pub fn handle<C: EbpfContext>(ctx: &C, skb: u64, site: Site) -> u32 {
 /// Fills the per-CPU event for `skb`; returns whether it passed the filters.
 #[inline(always)]
 fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, tracked: bool) -> bool {
-    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return false;
     };
-    let ev: &mut Event = unsafe { &mut *ev };
+    let ev: &mut Event = unsafe { &mut (*scratch).event };
     let o = &cfg.offsets;
     // A tracked skb skips every filter. Folding that into one value (rather
     // than testing `tracked` at each filter) keeps LLVM from compiling the
@@ -153,10 +153,20 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         return false;
     }
 
-    copy_packet(ev, &sk_buff, cfg);
+    let packet = Packet::locate(&sk_buff, cfg);
+    ev.capture = packet.capture as u8;
+    ev.data_offset = packet.data_offset;
+    ev.cap_len = 0;
     if filters & CFG_PCAP != 0 {
+        // Copy only what the filter can read: a rejected packet costs a
+        // short copy, and a matching one the rest of --snaplen afterwards.
+        let reads = match packet.capture {
+            Capture::Mac => cfg.filter_reads_l2,
+            _ => cfg.filter_reads_l3,
+        };
+        packet.copy(ev, reads);
         let data = ev.data.as_ptr();
-        let verdict = match ev.capture() {
+        let verdict = match packet.capture {
             Capture::Mac => skbtrace_filter_l2(data, ev.cap_len as u32),
             Capture::Network => skbtrace_filter_l3(data, ev.cap_len as u32),
             Capture::None => 0,
@@ -165,6 +175,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
             return false;
         }
     }
+    packet.copy(ev, cfg.snaplen);
     if ev.cap_len as u32 > cfg.snaplen {
         ev.cap_len = cfg.snaplen as u16;
     }
@@ -243,42 +254,71 @@ fn device_and_netns(ev: &mut Event, sk_buff: &SkbCopy, dev: u64, cfg: &Config, f
     true
 }
 
-/// Copies up to `snaplen` bytes from the MAC header when it is set, else
-/// from the network header, and records which.
-#[inline(always)]
-fn copy_packet(ev: &mut Event, sk_buff: &SkbCopy, cfg: &Config) {
-    let o = &cfg.offsets;
-    ev.capture = Capture::None as u8;
-    ev.cap_len = 0;
-    let head: u64 = sk_buff.field(o.skb_head);
-    let mac: u16 = sk_buff.field(o.skb_mac_header);
-    let network: u16 = sk_buff.field(o.skb_network_header);
-    let tail: u32 = sk_buff.field(o.skb_tail);
-    let (start, capture) = if mac != u16::MAX {
-        (mac as u32, Capture::Mac)
-    } else if network != u16::MAX && network != 0 {
-        (network as u32, Capture::Network)
-    } else {
-        return;
-    };
-    if head == 0 || tail <= start {
-        return;
+/// Where an skb's packet bytes start, and how many there are in its head.
+struct Packet {
+    start: u64,
+    len: u32,
+    capture: Capture,
+    /// `skb->data` minus `start`.
+    data_offset: i16,
+}
+
+impl Packet {
+    const NONE: Self = Self { start: 0, len: 0, capture: Capture::None, data_offset: 0 };
+
+    /// From the MAC header when it is set, else from the network header.
+    #[inline(always)]
+    fn locate(sk_buff: &SkbCopy, cfg: &Config) -> Self {
+        let o = &cfg.offsets;
+        let head: u64 = sk_buff.field(o.skb_head);
+        let mac: u16 = sk_buff.field(o.skb_mac_header);
+        let network: u16 = sk_buff.field(o.skb_network_header);
+        let tail: u32 = sk_buff.field(o.skb_tail);
+        let data: u64 = sk_buff.field(o.skb_data);
+        let (offset, capture) = if mac != u16::MAX {
+            (mac as u32, Capture::Mac)
+        } else if network != u16::MAX && network != 0 {
+            (network as u32, Capture::Network)
+        } else {
+            return Self::NONE;
+        };
+        if head == 0 || tail <= offset {
+            return Self::NONE;
+        }
+        let start = head + offset as u64;
+        let data_offset = data.wrapping_sub(start) as i64;
+        let data_offset = if (i16::MIN as i64..=i16::MAX as i64).contains(&data_offset) { data_offset as i16 } else { 0 };
+        Self { start, len: tail - offset, capture, data_offset }
     }
-    let mut len = tail - start;
-    // Copy up to SNAPLEN_MAX whatever --snaplen says: the pcap filter sees
-    // all of it, and only what is shown is cut to --snaplen afterwards.
-    if len > SNAPLEN_MAX as u32 {
-        len = SNAPLEN_MAX as u32;
-    }
-    if len == 0 {
-        return;
-    }
-    let ret = unsafe {
-        bpf_probe_read_kernel(ev.data.as_mut_ptr().cast(), len, (head + start as u64) as *const _)
-    };
-    if ret == 0 {
-        ev.cap_len = len as u16;
-        ev.capture = capture as u8;
+
+    /// Extends the copy in `ev.data` to `want` bytes (as far as the packet
+    /// goes); on a failed read the event says nothing was captured.
+    #[inline(always)]
+    fn copy(&self, ev: &mut Event, want: u32) {
+        let have = ev.cap_len as u32;
+        let want = want.min(self.len).min(SNAPLEN_MAX as u32);
+        if want <= have {
+            return;
+        }
+        // Masks give the verifier bounds it can follow (`from` < 256, `n` <
+        // 512; both change nothing here), and `maps::Scratch` has room
+        // after `data` for the largest sum. LLVM knows 0 < n ≤ 256 and
+        // would drop the mask: the volatile read hides that from it.
+        let from = have & (SNAPLEN_MAX as u32 - 1);
+        let n = unsafe { read_volatile(&(want - from)) } & (2 * SNAPLEN_MAX as u32 - 1);
+        let ret = unsafe {
+            bpf_probe_read_kernel(
+                ev.data.as_mut_ptr().add(from as usize).cast(),
+                n,
+                (self.start + from as u64) as *const _,
+            )
+        };
+        if ret == 0 {
+            ev.cap_len = want as u16;
+        } else {
+            ev.cap_len = 0;
+            ev.capture = Capture::None as u8;
+        }
     }
 }
 

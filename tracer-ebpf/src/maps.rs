@@ -7,7 +7,7 @@ use aya_ebpf::{
 use tracer_common::{
     Event,
     config::SKB_READ_MAX,
-    limits::{RING_BYTES_DEFAULT, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
+    limits::{RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
 };
 
 /// Events to user space.
@@ -17,7 +17,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
 /// Per-CPU slot where an event is built and filtered before it is copied
 /// into `EVENTS`, so that nothing is reserved for skbs the filter rejects.
 #[map]
-pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// An event, and room after it: packet bytes are copied in two parts (what
+/// the filter reads, then the rest), and the verifier cannot relate the
+/// second part's start to its length, so it must see room for both bounds.
+#[repr(C)]
+pub struct Scratch {
+    pub event: Event,
+    pub slack: [u8; 2 * SNAPLEN_MAX],
+}
 
 /// Per-CPU copy of the first bytes of the current `struct sk_buff`: one
 /// read instead of one per field.

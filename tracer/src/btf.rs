@@ -2,10 +2,14 @@
 //! which functions and tracepoints take an skb and where, field offsets, and
 //! enum names (drop reasons). Nothing kernel-specific is compiled in.
 
-use std::{collections::HashMap, path::Path};
+mod reader;
+
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use anyhow::{Context as _, anyhow};
-use btf_rs::{Btf, BtfType, Type};
+use reader::{
+    Blob, KIND_ENUM, KIND_ENUM64, KIND_FUNC, KIND_FUNC_PROTO, KIND_PTR, KIND_STRUCT, KIND_TYPEDEF, KIND_UNION, Type,
+};
 use tracer_common::config::{OFFSET_NONE, Offsets, SKB_READ_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -26,9 +30,9 @@ impl std::fmt::Display for NoBtf {
 impl std::error::Error for NoBtf {}
 
 pub struct KernelBtf {
-    pub btf: Btf,
+    vmlinux: Arc<Blob>,
     /// Module BTFs (split on vmlinux) opened with `--kmods`.
-    pub modules: Vec<(String, Btf)>,
+    modules: Vec<(String, Blob)>,
 }
 
 /// A function or tracepoint that takes a `struct sk_buff *`.
@@ -50,16 +54,16 @@ impl KernelBtf {
         if !path.exists() {
             return Err(NoBtf.into());
         }
-        let btf = Btf::from_file(path).with_context(|| format!("reading BTF from {}", path.display()))?;
-        Ok(Self { btf, modules: Vec::new() })
+        let vmlinux = Blob::from_file(path, None).context("reading the kernel's BTF")?;
+        Ok(Self { vmlinux: Arc::new(vmlinux), modules: Vec::new() })
     }
 
     /// Loads the BTF of kernel modules (`/sys/kernel/btf/<name>`).
     pub fn add_modules(&mut self, names: &[String]) -> anyhow::Result<()> {
         for name in names {
             let path = Path::new("/sys/kernel/btf").join(name);
-            let btf = Btf::from_split_file(&path, &self.btf)
-                .with_context(|| format!("reading BTF of kernel module {name} from {}", path.display()))?;
+            let btf = Blob::from_file(&path, Some(self.vmlinux.clone()))
+                .with_context(|| format!("reading the BTF of kernel module {name}"))?;
             self.modules.push((name.clone(), btf));
         }
         Ok(())
@@ -81,23 +85,9 @@ impl KernelBtf {
     /// Values and names of an enum, e.g. `skb_drop_reason`.
     pub fn enum_names(&self, name: &str) -> HashMap<u32, String> {
         let mut out = HashMap::new();
-        for t in self.btf.resolve_types_by_name(name).unwrap_or_default() {
-            match t {
-                Type::Enum(e) => {
-                    for m in &e.members {
-                        if let Ok(n) = self.btf.resolve_name(m) {
-                            out.entry(m.val()).or_insert(n);
-                        }
-                    }
-                }
-                Type::Enum64(e) => {
-                    for m in &e.members {
-                        if let Ok(n) = self.btf.resolve_name(m) {
-                            out.entry(m.val() as u32).or_insert(n);
-                        }
-                    }
-                }
-                _ => {}
+        for ty in self.vmlinux.types().filter(|t| matches!(t.kind(), KIND_ENUM | KIND_ENUM64) && t.name() == name) {
+            for value in ty.members() {
+                out.entry(value.value).or_insert_with(|| value.name().to_owned());
             }
         }
         out
@@ -109,7 +99,7 @@ impl KernelBtf {
         let mut ty = self.find_struct(name)?;
         let mut total = 0u32;
         for part in path.split('.') {
-            let (off, member_type) = self.member(&ty, part)?;
+            let (off, member_type) = member(ty, part)?;
             total += off;
             ty = member_type;
         }
@@ -118,56 +108,12 @@ impl KernelBtf {
 
     /// Size in bytes of `struct name`.
     pub fn struct_size(&self, name: &str) -> Option<u32> {
-        match self.find_struct(name)? {
-            Type::Struct(s) => Some(s.size() as u32),
-            _ => None,
-        }
+        Some(self.find_struct(name)?.size())
     }
 
-    fn find_struct(&self, name: &str) -> Option<Type> {
-        self.btf
-            .resolve_types_by_name(name)
-            .ok()?
-            .into_iter()
-            .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
-    }
-
-    /// Finds a member by name, descending into anonymous structs and unions.
-    fn member(&self, ty: &Type, name: &str) -> Option<(u32, Type)> {
-        let members = match ty {
-            Type::Struct(s) | Type::Union(s) => &s.members,
-            _ => return None,
-        };
-        for m in members {
-            let member_name = self.btf.resolve_name(m).unwrap_or_default();
-            let off = m.bit_offset() / 8;
-            let member_type = self.strip(self.btf.resolve_chained_type(m).ok()?);
-            if member_name == name {
-                return Some((off, member_type));
-            }
-            if member_name.is_empty()
-                && let Some((inner, t)) = self.member(&member_type, name)
-            {
-                return Some((off + inner, t));
-            }
-        }
-        None
-    }
-
-    /// Skips typedefs and qualifiers.
-    fn strip(&self, mut ty: Type) -> Type {
-        for _ in 0..16 {
-            match &ty {
-                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {
-                    let Some(inner) = ty.as_btf_type().and_then(|t| self.btf.resolve_chained_type(t).ok()) else {
-                        return ty;
-                    };
-                    ty = inner;
-                }
-                _ => return ty,
-            }
-        }
-        ty
+    /// The definition of `struct name` (not a forward declaration).
+    fn find_struct(&self, name: &str) -> Option<Type<'_>> {
+        self.vmlinux.types().find(|t| t.kind() == KIND_STRUCT && t.members().next().is_some() && t.name() == name)
     }
 
     /// Offsets of every field the eBPF programs read.
@@ -202,9 +148,9 @@ impl KernelBtf {
     /// vmlinux and in the loaded module BTFs.
     pub fn skb_functions(&self) -> Vec<SkbFunc> {
         let mut out = Vec::new();
-        let end = collect_skb_functions(&self.btf, "", 1, &mut out);
+        collect_skb_functions(&self.vmlinux, "", &mut out);
         for (module, btf) in &self.modules {
-            collect_skb_functions(btf, module, end, &mut out);
+            collect_skb_functions(btf, module, &mut out);
         }
         out
     }
@@ -214,51 +160,54 @@ impl KernelBtf {
     /// own argument list.
     pub fn skb_tracepoints(&self) -> Vec<(String, u8, u32)> {
         let mut out = Vec::new();
-        for id in 1.. {
-            let Ok(ty) = self.btf.resolve_type_by_id(id) else { break };
-            let Type::Typedef(td) = &ty else { continue };
-            let Ok(name) = self.btf.resolve_name(td) else { continue };
-            let Some(tp) = name.strip_prefix("btf_trace_") else { continue };
-            let Ok(Type::Ptr(ptr)) = self.btf.resolve_chained_type(td) else { continue };
-            let Ok(Type::FuncProto(proto)) = self.btf.resolve_chained_type(&ptr) else { continue };
+        for td in self.vmlinux.types().filter(|t| t.kind() == KIND_TYPEDEF) {
+            let Some(tp) = td.name().strip_prefix("btf_trace_") else { continue };
+            let Some(ptr) = td.referred().filter(|t| t.kind() == KIND_PTR) else { continue };
+            let Some(proto) = ptr.referred().filter(|t| t.kind() == KIND_FUNC_PROTO) else { continue };
             // The first parameter is the tracepoint's `void *__data`.
-            if let Some(pos) = proto.parameters.iter().skip(1).position(|p| is_skb_ptr(&self.btf, p)) {
-                out.push((tp.to_owned(), pos as u8, id));
+            if let Some(pos) = proto.members().skip(1).position(|p| is_skb_ptr(p.ty())) {
+                out.push((tp.to_owned(), pos as u8, td.id));
             }
         }
         out
     }
 }
 
-/// Walks type ids from `first` until the first id that does not resolve
-/// (split module BTF continues numbering after vmlinux's last id).
-fn collect_skb_functions(btf: &Btf, module: &str, first: u32, out: &mut Vec<SkbFunc>) -> u32 {
-    let mut id = first;
-    while let Ok(ty) = btf.resolve_type_by_id(id) {
-        id += 1;
-        let Type::Func(func) = &ty else { continue };
-        let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(func) else { continue };
-        let Some(pos) = proto.parameters.iter().take(5).position(|p| is_skb_ptr(btf, p)) else {
-            continue;
-        };
-        let Ok(name) = btf.resolve_name(func) else { continue };
-        out.push(SkbFunc { name, position: pos as u8 + 1, module: module.to_owned() });
+/// Finds a member by name, descending into anonymous structs and unions;
+/// returns its byte offset and its type with typedefs stripped.
+fn member<'a>(ty: Type<'a>, name: &str) -> Option<(u32, Type<'a>)> {
+    if !matches!(ty.kind(), KIND_STRUCT | KIND_UNION) {
+        return None;
     }
-    id
-}
-
-fn is_skb_ptr(btf: &Btf, param: &dyn BtfType) -> bool {
-    let Ok(Type::Ptr(ptr)) = btf.resolve_chained_type(param) else { return false };
-    let mut ty = btf.resolve_chained_type(&ptr);
-    for _ in 0..8 {
-        match ty {
-            Ok(Type::Struct(ref s)) => return btf.resolve_name(s).is_ok_and(|n| n == "sk_buff"),
-            Ok(Type::Const(ref t)) | Ok(Type::Volatile(ref t)) => ty = btf.resolve_chained_type(t),
-            Ok(Type::Typedef(ref t)) => ty = btf.resolve_chained_type(t),
-            _ => return false,
+    for m in ty.members() {
+        let off = m.extra / 8;
+        let Some(member_type) = m.ty().and_then(Type::strip) else { continue };
+        let member_name = m.name();
+        if member_name == name {
+            return Some((off, member_type));
+        }
+        if member_name.is_empty()
+            && let Some((inner, t)) = member(member_type, name)
+        {
+            return Some((off + inner, t));
         }
     }
-    false
+    None
+}
+
+fn collect_skb_functions(btf: &Blob, module: &str, out: &mut Vec<SkbFunc>) {
+    for func in btf.types().filter(|t| t.kind() == KIND_FUNC) {
+        let Some(proto) = func.referred().filter(|t| t.kind() == KIND_FUNC_PROTO) else { continue };
+        let Some(pos) = proto.members().take(5).position(|p| is_skb_ptr(p.ty())) else { continue };
+        out.push(SkbFunc { name: func.name().to_owned(), position: pos as u8 + 1, module: module.to_owned() });
+    }
+}
+
+/// Whether `ty` is a pointer to (a qualified or typedef'd) `struct sk_buff`.
+/// Like pwru, a parameter typed through a typedef of the pointer is not.
+fn is_skb_ptr(ty: Option<Type<'_>>) -> bool {
+    let Some(ptr) = ty.filter(|t| t.kind() == KIND_PTR) else { return false };
+    ptr.referred().and_then(Type::strip).is_some_and(|t| t.kind() == KIND_STRUCT && t.name() == "sk_buff")
 }
 
 #[cfg(test)]

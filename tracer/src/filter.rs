@@ -112,9 +112,12 @@ impl std::error::Error for FilterError {}
 
 /// Compiles a tcpdump expression into the eBPF subprogram described in the module docs.
 /// `snaplen` is the number of bytes readable at `r1` (skbtrace: `SNAPLEN_MAX`).
-pub fn compile(expr: &str, link: LinkType, snaplen: u32) -> Result<Vec<Insn>, FilterError> {
+pub fn compile(expr: &str, link: LinkType, snaplen: u32) -> Result<Compiled, FilterError> {
     let cbpf = compile_cbpf(expr, link, snaplen)?;
-    cbpf_to_ebpf::translate(&cbpf, snaplen)
+    Ok(Compiled {
+        insns: cbpf_to_ebpf::translate(&cbpf, snaplen)?,
+        reads: bytes_read(&cbpf, snaplen),
+    })
 }
 
 /// libpcap's classic BPF for `expr`, optimized. `snaplen` is checked as in [`compile`]; it does not
@@ -133,19 +136,68 @@ pub fn match_all() -> Vec<Insn> {
     vec![Insn::alu32_imm(opcode::MOV, 0, 1), Insn::exit()]
 }
 
+/// One compiled expression: its subprogram and how many leading packet bytes it can read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compiled {
+    pub insns: Vec<Insn>,
+    /// The kernel copies only these bytes before running the filter, and the rest of what it
+    /// shows once the packet matched: a packet the filter rejects costs a short copy.
+    pub reads: u32,
+}
+
 /// The subprograms for packets with an Ethernet header and for packets that start at the IP
 /// header. An expression about the link layer (`arp`, `ether host …`) cannot match a packet
 /// without one, so its raw-IP program matches nothing (`not arp` too: libpcap cannot say what
 /// it means there).
-pub fn compile_pair(expr: &str, snaplen: u32) -> Result<(Vec<Insn>, Vec<Insn>), FilterError> {
+pub fn compile_pair(expr: &str, snaplen: u32) -> Result<(Compiled, Compiled), FilterError> {
     let ethernet = compile(expr, LinkType::Ethernet, snaplen)?;
     let raw_ip = match compile(expr, LinkType::RawIp, snaplen) {
-        Err(FilterError::WrongLinkType { .. }) => {
-            vec![Insn::alu32_imm(opcode::MOV, 0, 0), Insn::exit()]
-        }
+        Err(FilterError::WrongLinkType { .. }) => Compiled {
+            insns: vec![Insn::alu32_imm(opcode::MOV, 0, 0), Insn::exit()],
+            reads: 0,
+        },
         other => other?,
     };
     Ok((ethernet, raw_ip))
+}
+
+/// How many leading bytes of a packet `prog` can read, at most `limit` (the buffer size).
+/// Giving the filter only these bytes gives the same verdict as giving it `limit` bytes —
+/// unless it reads the packet length, which for these filters is the captured length: then
+/// it needs all `limit`.
+pub fn bytes_read(prog: &[CbpfInsn], limit: u32) -> u32 {
+    use pcap::cbpf::{ABS, B, H, IMM, IND, LD, LDX, LEN, MISC, MSH, TAX, W, class, mode, size};
+    // The largest value X can hold. libpcap sets it from an IPv4 header length
+    // (`ldxb 4*([k]&0xf)`, at most 60) or a constant; from A or scratch memory it is
+    // unbounded, and so are indexed loads.
+    let mut x_max = 0u64;
+    for insn in prog {
+        match (class(insn.code), mode(insn.code)) {
+            (LD | LDX, LEN) => return limit,
+            (LDX, MSH) => x_max = x_max.max(60),
+            (LDX, IMM) => x_max = x_max.max(u64::from(insn.k)),
+            (LDX, _) => return limit,
+            (MISC, _) if insn.code == MISC | TAX => return limit,
+            _ => {}
+        }
+    }
+    let mut most = 0u64;
+    for insn in prog {
+        let width = match size(insn.code) {
+            W => 4,
+            H => 2,
+            B => 1,
+            _ => 0,
+        };
+        let end = match (class(insn.code), mode(insn.code)) {
+            (LD, ABS) => u64::from(insn.k) + width,
+            (LD, IND) => x_max + u64::from(insn.k) + width,
+            (LDX, MSH) => u64::from(insn.k) + 1,
+            _ => 0,
+        };
+        most = most.max(end);
+    }
+    most.min(u64::from(limit)) as u32
 }
 
 /// The eBPF opcode fields the translation emits (linux/bpf.h, linux/bpf_common.h). cBPF shares

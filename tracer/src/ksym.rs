@@ -6,8 +6,37 @@ use std::{collections::HashSet, fs};
 use anyhow::Context as _;
 
 pub struct Kallsyms {
-    /// Text symbols sorted by address.
-    syms: Vec<(u64, String)>,
+    /// Text symbols sorted by address: address, and the name's place in `names`.
+    syms: Vec<(u64, u32, u32)>,
+    /// Every name, one after another: one allocation instead of 100,000.
+    names: String,
+}
+
+/// /proc/kallsyms being read on a thread of its own: the kernel takes longer
+/// to print it than skbtrace takes to read its BTF and load its programs
+/// (seconds in an emulated VM), and only some paths need it before attaching.
+pub struct Loading {
+    thread: Option<std::thread::JoinHandle<anyhow::Result<Kallsyms>>>,
+    loaded: Option<Kallsyms>,
+}
+
+impl Loading {
+    pub fn start() -> anyhow::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .spawn(Kallsyms::load)
+            .context("starting a thread to read /proc/kallsyms")?;
+        Ok(Self { thread: Some(thread), loaded: None })
+    }
+
+    /// Waits for the symbols.
+    pub fn get(&mut self) -> anyhow::Result<&Kallsyms> {
+        if let Some(thread) = self.thread.take() {
+            let loaded = thread.join().map_err(|_| anyhow::anyhow!("reading /proc/kallsyms failed"))??;
+            self.loaded = Some(loaded);
+        }
+        Ok(self.loaded.as_ref().expect("joined above"))
+    }
 }
 
 impl Kallsyms {
@@ -17,29 +46,39 @@ impl Kallsyms {
     }
 
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
+        let mut names = String::new();
+        let mut syms: Vec<(u64, u32, u32)> = text
             .lines()
             .filter_map(|line| {
                 let mut it = line.split_ascii_whitespace();
                 let addr = u64::from_str_radix(it.next()?, 16).ok()?;
                 let kind = it.next()?;
                 let name = it.next()?;
-                matches!(kind, "t" | "T" | "w" | "W").then(|| (addr, name.to_owned()))
+                if !matches!(kind, "t" | "T" | "w" | "W") {
+                    return None;
+                }
+                let start = names.len() as u32;
+                names.push_str(name);
+                Some((addr, start, name.len() as u32))
             })
             .collect();
         syms.sort_unstable();
-        Self { syms }
+        Self { syms, names }
+    }
+
+    fn name(&self, (_, start, len): &(u64, u32, u32)) -> &str {
+        &self.names[*start as usize..(*start + *len) as usize]
     }
 
     pub fn names(&self) -> HashSet<&str> {
-        self.syms.iter().map(|(_, n)| n.as_str()).collect()
+        self.syms.iter().map(|s| self.name(s)).collect()
     }
 
     /// The symbol containing `addr` and the offset into it.
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        let (start, name) = self.syms.get(i.checked_sub(1)?)?;
-        Some((name.as_str(), addr - start))
+        let i = self.syms.partition_point(|(a, ..)| *a <= addr);
+        let sym = self.syms.get(i.checked_sub(1)?)?;
+        Some((self.name(sym), addr - sym.0))
     }
 
     /// `name` for an exact hit, `name+0xoff` inside, hex otherwise.

@@ -9,7 +9,7 @@ use crate::{
     collect,
     config::{RunConfig, usage},
     filter,
-    ksym::{self, Kallsyms},
+    ksym,
     loader::{Loader, MapSizes},
     output,
     privileges,
@@ -32,7 +32,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _guard = rt.enter();
     let mut stop = Stop::install()?;
 
+    // The kernel prints /proc/kallsyms and ftrace's function list slower
+    // than we read BTF and create maps (seconds in an emulated VM): read
+    // them on threads of their own meanwhile.
     let started = std::time::Instant::now();
+    let backend = choose_backend(args.backend)?;
+    let mut kallsyms = ksym::Loading::start()?;
+    let available = (backend != Backend::Tracepoint)
+        .then(|| std::thread::Builder::new().name("tracefs".into()).spawn(ksym::available_filter_functions))
+        .transpose()
+        .context("starting a thread to read ftrace's functions")?;
     let mut btf = KernelBtf::open()?;
     log::debug!("BTF read in {:?}", started.elapsed());
     let mut kmods = args.kmods.clone();
@@ -41,22 +50,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     btf.add_modules(&kmods)?;
 
-    // Read once: it says which functions can be probed, and names addresses
-    // in the event loop.
-    let kallsyms = Kallsyms::load()?;
-    let backend = choose_backend(args.backend)?;
-    let plan = Plan::new(&btf, &kallsyms, backend, cfg.filter_func.as_ref())?;
-    log::debug!("targets found at {:?}", started.elapsed());
-    if args.list_funcs {
-        return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
+    let mut loader = None;
+    if !args.list_funcs {
+        let mut kernel_cfg = cfg.kernel;
+        kernel_cfg.offsets = btf.offsets()?;
+        kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
+        kernel_cfg.filter_reads_l2 = l2.reads;
+        kernel_cfg.filter_reads_l3 = l3.reads;
+        let sizes = MapSizes { ring_bytes: args.ring_size * 1024, track_entries: args.track_entries };
+        loader = Some(Loader::new(&kernel_cfg, &sizes, &l2.insns, &l3.insns)?);
+        log::debug!("maps created and programs linked at {:?}", started.elapsed());
     }
 
-    let mut kernel_cfg = cfg.kernel;
-    kernel_cfg.offsets = btf.offsets()?;
-    kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
-    let sizes = MapSizes { ring_bytes: args.ring_size * 1024, track_entries: args.track_entries };
-    let mut loader = Loader::new(&kernel_cfg, &sizes, &l2, &l3)?;
-    log::debug!("maps created and programs linked at {:?}", started.elapsed());
+    let available = match available {
+        Some(thread) => thread.join().map_err(|_| anyhow!("reading ftrace's available functions failed"))?,
+        None => None,
+    };
+    let plan = Plan::new(&btf, &mut kallsyms, available.as_ref(), backend, cfg.filter_func.as_ref())?;
+    log::debug!("targets found at {:?}", started.elapsed());
+    let Some(mut loader) = loader else {
+        return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
+    };
     let logger = if args.debug {
         match aya_log::EbpfLogger::init(&mut loader.ebpf) {
             Ok(l) => Some(l),
@@ -74,18 +88,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let reasons = DropReasons::from_btf(&btf);
     probes::raise_fd_limit();
     let attached = plan.attach(&loader, args.verbose, args.filter_track_skb, &mut stop)?;
+    log::debug!("attached at {:?}", started.elapsed());
     if stop.requested() {
         return Ok(());
     }
     if attached.attached == 0 {
         bail!("nothing could be attached ({}); run with --verbose to see why", attached.summary());
     }
+    let kallsyms = kallsyms.get()?;
+    log::debug!("kallsyms read at {:?}", started.elapsed());
+    // The BTF (megabytes) is not needed any more: free it and hand the pages
+    // back, so that a long trace stays small.
+    drop(btf);
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     if let Some(path) = &args.ready_file {
         std::fs::write(path, b"ready\n").with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
 
-    drop(btf);
-    collect::run(&rt, &mut stop, &mut loader, logger, &attached, &kallsyms, &reasons, sinks, &args)
+    collect::run(&rt, &mut stop, &mut loader, logger, &attached, kallsyms, &reasons, sinks, &args)
 }
 
 fn choose_backend(requested: Backend) -> anyhow::Result<Backend> {
@@ -103,12 +124,13 @@ fn choose_backend(requested: Backend) -> anyhow::Result<Backend> {
     }
 }
 
-fn compile_filters(expr: Option<&str>) -> anyhow::Result<(Vec<filter::Insn>, Vec<filter::Insn>)> {
+fn compile_filters(expr: Option<&str>) -> anyhow::Result<(filter::Compiled, filter::Compiled)> {
     let Some(expr) = expr else {
-        return Ok((filter::match_all(), filter::match_all()));
+        let all = filter::Compiled { insns: filter::match_all(), reads: 0 };
+        return Ok((all.clone(), all));
     };
-    // The filter reads the event's whole packet buffer; how much of it is
-    // valid (--snaplen or less) is passed at run time.
+    // The filter may read the event's whole packet buffer; how much of it is
+    // valid (what the kernel copied) is passed at run time.
     filter::compile_pair(expr, SNAPLEN_MAX as u32).map_err(|e| {
         let shown: String = expr.chars().take(120).collect();
         let more = if shown.len() < expr.len() { "…" } else { "" };
@@ -127,14 +149,18 @@ enum Plan {
 impl Plan {
     fn new(
         btf: &KernelBtf,
-        kallsyms: &Kallsyms,
+        kallsyms: &mut ksym::Loading,
+        available: Option<&std::collections::HashSet<String>>,
         backend: Backend,
         filter: Option<&regex::Regex>,
     ) -> anyhow::Result<Self> {
         let plan = match backend {
             Backend::Tracepoint => Self::Tracepoints(tracepoint::targets(btf, filter)),
             _ => {
-                let (funcs, copies) = kprobe_targets(btf, kallsyms, filter);
+                let (funcs, copies) = match available {
+                    Some(set) => kprobe_targets(btf, set.iter().map(String::as_str).collect(), filter),
+                    None => kprobe_targets(btf, kallsyms.get()?.names(), filter),
+                };
                 Self::Kprobes { backend, funcs, copies }
             }
         };
@@ -201,15 +227,9 @@ impl Plan {
 /// skb-copying functions it lets us probe.
 fn kprobe_targets(
     btf: &KernelBtf,
-    kallsyms: &Kallsyms,
+    traceable: std::collections::HashSet<&str>,
     filter: Option<&regex::Regex>,
 ) -> (Vec<crate::btf::SkbFunc>, Vec<String>) {
-    // ftrace's list when tracefs lets us read it, else every text symbol.
-    let available = ksym::available_filter_functions();
-    let traceable: std::collections::HashSet<&str> = match &available {
-        Some(set) => set.iter().map(String::as_str).collect(),
-        None => kallsyms.names(),
-    };
     let traceable = |name: &str| traceable.contains(name);
     let mut funcs: Vec<_> = btf
         .skb_functions()

@@ -11,7 +11,7 @@ mod rbpf_vm;
 mod reference;
 
 use super::{
-    FilterError, Insn, LinkType, MAX_INSNS, compile, compile_cbpf, compile_pair, match_all,
+    FilterError, Insn, LinkType, MAX_INSNS, bytes_read, compile, compile_cbpf, compile_pair, match_all,
 };
 
 const SNAPLEN: u32 = kernel::SNAPLEN as u32;
@@ -99,7 +99,7 @@ fn raw_ip_filters_read_the_ip_header_at_offset_zero() {
     packet[0] = 0x45;
     packet[9] = 17;
     assert_ne!(reference::run(&cbpf, &packet, 28), 0);
-    let ebpf = compile("ip[9] = 17", LinkType::RawIp, SNAPLEN).unwrap();
+    let ebpf = compile("ip[9] = 17", LinkType::RawIp, SNAPLEN).unwrap().insns;
     assert_ne!(rbpf_vm::run(&ebpf, &packet, SNAPLEN as usize), Ok(0));
 }
 
@@ -113,7 +113,7 @@ fn oversized_expressions_are_too_large() {
         .join(" or ");
     match compile(&expr, LinkType::Ethernet, SNAPLEN) {
         Err(FilterError::TooLarge { insns, .. }) => assert!(insns > MAX_INSNS),
-        other => panic!("expected TooLarge, got {:?}", other.map(|p| p.len())),
+        other => panic!("expected TooLarge, got {:?}", other.map(|p| p.insns.len())),
     }
 }
 
@@ -128,9 +128,24 @@ fn unusable_snap_lengths_are_refused() {
 }
 
 #[test]
+fn filters_read_only_the_headers_they_test() {
+    let reads = |expr, link| bytes_read(&compile_cbpf(expr, link, SNAPLEN).unwrap(), SNAPLEN);
+    // The EtherType.
+    assert_eq!(reads("arp", LinkType::Ethernet), 14);
+    assert_eq!(reads("ip[9] = 17", LinkType::RawIp), 10);
+    // A port lies past an IPv4 header of up to 60 bytes.
+    assert_eq!(reads("udp and port 9", LinkType::Ethernet), 14 + 60 + 4);
+    assert_eq!(reads("udp and port 9", LinkType::RawIp), 60 + 4);
+    // The length is that of the bytes captured; a header chain has no bound.
+    assert_eq!(reads("len > 20", LinkType::Ethernet), SNAPLEN);
+    assert_eq!(reads("ip6 protochain 6", LinkType::Ethernet), SNAPLEN);
+    assert_eq!(reads("tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420", LinkType::Ethernet), SNAPLEN);
+}
+
+#[test]
 fn the_five_clause_example_stays_small() {
     let expr = "udp and dst port 4000 and src host 10.0.0.1 and not icmp and len > 20";
-    let insns = compile(expr, LinkType::Ethernet, SNAPLEN).unwrap().len();
+    let insns = compile(expr, LinkType::Ethernet, SNAPLEN).unwrap().insns.len();
     eprintln!("{expr}: {insns} eBPF instructions");
     assert!(insns < 64, "{insns}");
 }
@@ -145,6 +160,7 @@ fn link_layer_expressions_match_nothing_without_a_link_layer() {
     ]
     .concat();
     let (ethernet, raw_ip) = compile_pair("arp", SNAPLEN).unwrap();
+    let (ethernet, raw_ip) = (ethernet.insns, raw_ip.insns);
     assert_ne!(
         rbpf_vm::run(&ethernet, &arp_request, SNAPLEN as usize),
         Ok(0)

@@ -129,9 +129,7 @@ impl<W: Write> PcapngWriter<W> {
         let if_id = self.interface_id(InterfaceKey::new(linktype, ev))?;
         let ts = ev.ktime_ns.saturating_add(boot_offset_ns);
         let caplen = data.len() as u32;
-        // skb->len counts from skb->data, which some probes see past the MAC
-        // header the capture starts at; readers reject caplen > origlen.
-        let origlen = ev.len.max(caplen);
+        let origlen = ev.wire_len();
         let comment = &comment[..comment.floor_char_boundary(COMMENT_MAX)];
 
         let buf = &mut self.buf;
@@ -401,12 +399,21 @@ mod tests {
     }
 
     #[test]
-    fn original_length_is_never_below_captured_length() {
-        // A probe that sees skb->data past the MAC header reports len without it.
-        let bytes = write(&[(event(Capture::Mac, &[0; 64], 50, 1, b"lo"), "x")]);
-        let blocks = blocks(&bytes);
-        let epb = split(&blocks).1[0];
-        assert_eq!((epb.caplen, epb.orig_len()), (64, 64));
+    fn original_length_counts_from_the_first_captured_byte() {
+        let orig_len = |ev: Event| {
+            let bytes = write(&[(ev, "x")]);
+            split(&blocks(&bytes)).1[0].orig_len()
+        };
+        // A probe that sees skb->data past the MAC header: len counts from data.
+        let mut ev = event(Capture::Mac, &[0; 64], 50, 1, b"lo");
+        ev.data_offset = 14;
+        assert_eq!(orig_len(ev), 64);
+        ev.len = 1500;
+        assert_eq!(orig_len(ev), 1514);
+        // Never below what was captured, whatever the kernel said.
+        ev.len = 10;
+        ev.data_offset = -20;
+        assert_eq!(orig_len(ev), 64);
     }
 
     #[test]

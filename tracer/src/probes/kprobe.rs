@@ -52,26 +52,29 @@ pub fn program_for(func: &SkbFunc) -> (String, u32) {
     (format!("kprobe_skb_{}", func.position), flags)
 }
 
-/// Loads each program the functions need once.
+/// Loads each program the functions need once, in parallel: each load is a
+/// verifier run, which takes a while on a slow machine.
 pub fn load_programs(
     loader: &Loader,
     funcs: &[SkbFunc],
     expected_attach_type: u32,
 ) -> anyhow::Result<HashMap<(String, u32), OwnedFd>> {
-    let mut out = HashMap::new();
-    for func in funcs {
-        let key = program_for(func);
-        if out.contains_key(&key) {
-            continue;
-        }
-        let fd = loader.load(&LoadAs {
-            program: &key.0,
+    let mut keys: Vec<(String, u32)> = funcs.iter().map(program_for).collect();
+    keys.sort();
+    keys.dedup();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let fds = in_parallel(&keys, workers, None, |_, (program, probe_id)| {
+        loader.load(&LoadAs {
+            program,
             prog_type: sys::BPF_PROG_TYPE_KPROBE,
             expected_attach_type,
             attach_btf_id: 0,
-            probe_id: key.1,
-        })?;
-        out.insert(key, fd);
+            probe_id: *probe_id,
+        })
+    });
+    let mut out = HashMap::new();
+    for (key, fd) in keys.into_iter().zip(fds) {
+        out.insert(key, fd.expect("in_parallel runs every item without a stop")?);
     }
     Ok(out)
 }

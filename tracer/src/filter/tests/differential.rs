@@ -3,7 +3,7 @@
 
 use super::packets::{self, Packet};
 use super::{SNAPLEN, kernel, kernel_available, rbpf_vm, reference};
-use crate::filter::{CbpfInsn, FilterError, Insn, LinkType, compile, compile_cbpf};
+use crate::filter::{CbpfInsn, FilterError, Insn, LinkType, bytes_read, compile, compile_cbpf};
 
 const EXPRESSIONS: &[&str] = &[
     "",
@@ -112,11 +112,12 @@ pub fn cases(link: LinkType) -> Vec<Case> {
             compile_cbpf(expr, link, SNAPLEN),
             compile(expr, link, SNAPLEN),
         ) {
-            (Ok(cbpf), Ok(ebpf)) => cases.push(Case { expr, cbpf, ebpf }),
+            (Ok(cbpf), Ok(compiled)) => cases.push(Case { expr, cbpf, ebpf: compiled.insns }),
             (_, Err(FilterError::WrongLinkType { .. })) if link == LinkType::RawIp => {}
             (cbpf, ebpf) => panic!(
-                "{expr:?} on {link:?}: {:?} / {ebpf:?}",
-                cbpf.map(|p| p.len())
+                "{expr:?} on {link:?}: {:?} / {:?}",
+                cbpf.map(|p| p.len()),
+                ebpf.map(|c| c.insns.len())
             ),
         }
     }
@@ -212,6 +213,33 @@ fn assert_agree(
         "{executor} on {link:?}: {} expressions × {packets} packets agree with libpcap",
         matched.len()
     );
+}
+
+/// The kernel copies only `bytes_read` bytes before filtering: on every packet, libpcap's
+/// verdict on those bytes must be its verdict on everything captured.
+#[test]
+fn the_bytes_a_filter_reads_decide_its_verdict() {
+    for link in [LinkType::Ethernet, LinkType::RawIp] {
+        let packets = packets(link);
+        let mut short = 0;
+        for case in cases(link) {
+            let reads = bytes_read(&case.cbpf, SNAPLEN) as usize;
+            short += usize::from(reads < SNAPLEN as usize);
+            for packet in &packets {
+                let data = captured(packet);
+                let head = &data[..data.len().min(reads)];
+                assert_eq!(
+                    reference::run(&case.cbpf, data, data.len() as u32) != 0,
+                    reference::run(&case.cbpf, head, head.len() as u32) != 0,
+                    "{:?} ({link:?}) on {}, reading {reads} bytes",
+                    case.expr,
+                    packet.what
+                );
+            }
+        }
+        // Most expressions read a header or two, not the whole buffer.
+        assert!(short * 2 > EXPRESSIONS.len(), "{link:?}: only {short} read less than {SNAPLEN}");
+    }
 }
 
 fn in_rbpf(case: &Case) -> Result<Verdict<'_>, String> {
