@@ -302,9 +302,10 @@ impl Packet {
         }
         // Masks give the verifier bounds it can follow (`from` < 256, `n` <
         // 512; both change nothing here), and `maps::Scratch` has room
-        // after `data` for the largest sum. LLVM knows 0 < n ≤ 256 and
-        // would drop the mask: the volatile read hides that from it.
-        let from = have & (SNAPLEN_MAX as u32 - 1);
+        // after `data` for the largest sum. LLVM knows have < want ≤ 256
+        // and would drop the masks; older verifiers cannot learn that from
+        // the comparison above: the volatile reads hide it from LLVM.
+        let from = unsafe { read_volatile(&have) } & (SNAPLEN_MAX as u32 - 1);
         let n = unsafe { read_volatile(&(want - from)) } & (2 * SNAPLEN_MAX as u32 - 1);
         let ret = unsafe {
             bpf_probe_read_kernel(

@@ -157,6 +157,7 @@ impl Plan {
         let plan = match backend {
             Backend::Tracepoint => Self::Tracepoints(tracepoint::targets(btf, filter)),
             _ => {
+                // ftrace's list when tracefs lets us read it, else every text symbol.
                 let (funcs, copies) = match available {
                     Some(set) => kprobe_targets(btf, set.iter().map(String::as_str).collect(), filter),
                     None => kprobe_targets(btf, kallsyms.get()?.names(), filter),

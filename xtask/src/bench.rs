@@ -90,8 +90,12 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if selected(Which::Overhead) {
         let params =
             overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0, configs: &args.configs };
-        let results = overhead::measure(&params)?;
-        sections.push(("overhead", report::overhead(&header, args.rounds, sample, &results)));
+        let (results, filter) = overhead::measure(&params)?;
+        let mut body = report::overhead(&header, args.rounds, sample, &results);
+        if let Some(filter) = &filter {
+            body.push_str(&report::filter_cost(sample, filter));
+        }
+        sections.push(("overhead", body));
         sections.push(("memory", report::memory(&header, &results)));
     }
     if selected(Which::Ready) {

@@ -159,7 +159,17 @@ struct Bench<'a> {
     counters: UdpCounters,
 }
 
-pub fn measure(params: &Params<'_>) -> anyhow::Result<Vec<Measured>> {
+/// The pcap filter's cost per program run: configurations b and b-pcap5
+/// (the same drops, every one printed, without and with a five-clause
+/// expression that matches them) sampled in turn under bpf_stats, so that
+/// the machine's drift shows in both.
+pub struct FilterCost {
+    /// ns per run, one per round.
+    pub without: Vec<f64>,
+    pub with: Vec<f64>,
+}
+
+pub fn measure(params: &Params<'_>) -> anyhow::Result<(Vec<Measured>, Option<FilterCost>)> {
     let pair = Pair::create()?;
     let sender = Sender::new(
         &pair.path_a(),
@@ -174,9 +184,14 @@ pub fn measure(params: &Params<'_>) -> anyhow::Result<Vec<Measured>> {
         .iter()
         .filter(|c| params.configs.is_empty() || params.configs.iter().any(|k| k == c.key))
         .map(|c| bench.config(c))
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let find = |key| results.iter().find(|m| m.config.key == key).map(|m| m.config);
+    let filter = match (find("b"), find("b-pcap5")) {
+        (Some(without), Some(with)) => Some(bench.filter_cost(without, with)?),
+        _ => None,
+    };
     drop(pair);
-    results
+    Ok((results, filter))
 }
 
 impl Bench<'_> {
@@ -210,6 +225,22 @@ impl Bench<'_> {
         }
         m.cost = self.cost(config).with_context(|| format!("bpf_stats sample of configuration {}", config.key))?;
         Ok(m)
+    }
+
+    fn filter_cost(&mut self, without: &Config, with: &Config) -> anyhow::Result<FilterCost> {
+        let mut cost = FilterCost { without: Vec::new(), with: Vec::new() };
+        let ns = |c: Cost| c.stats.run_time_ns as f64 / c.stats.run_cnt.max(1) as f64;
+        for round in 1..=self.params.rounds {
+            cost.without.push(ns(self.cost(without)?));
+            cost.with.push(ns(self.cost(with)?));
+            eprintln!(
+                "bench: filter cost round {round}/{}: {:.0} ns per run without, {:.0} with",
+                self.params.rounds,
+                cost.without[round - 1],
+                cost.with[round - 1]
+            );
+        }
+        Ok(cost)
     }
 
     /// Floods for `duration`; returns drops per second.
