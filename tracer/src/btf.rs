@@ -4,7 +4,11 @@
 
 mod reader;
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
 use anyhow::{Context as _, anyhow};
 use reader::{
@@ -33,6 +37,10 @@ pub struct KernelBtf {
     vmlinux: Arc<Blob>,
     /// Module BTFs (split on vmlinux) opened with `--kmods`.
     modules: Vec<(String, Blob)>,
+    /// Ids of vmlinux's structs and enums by name, built on first use: the
+    /// offsets and drop reasons look up some twenty of them, and each
+    /// lookup would otherwise walk every type.
+    by_name: OnceLock<HashMap<String, Vec<u32>>>,
 }
 
 /// A function or tracepoint that takes a `struct sk_buff *`.
@@ -55,7 +63,7 @@ impl KernelBtf {
             return Err(NoBtf.into());
         }
         let vmlinux = Blob::from_file(path, None).context("reading the kernel's BTF")?;
-        Ok(Self { vmlinux: Arc::new(vmlinux), modules: Vec::new() })
+        Ok(Self { vmlinux: Arc::new(vmlinux), modules: Vec::new(), by_name: OnceLock::new() })
     }
 
     /// Loads the BTF of kernel modules (`/sys/kernel/btf/<name>`).
@@ -85,7 +93,7 @@ impl KernelBtf {
     /// Values and names of an enum, e.g. `skb_drop_reason`.
     pub fn enum_names(&self, name: &str) -> HashMap<u32, String> {
         let mut out = HashMap::new();
-        for ty in self.vmlinux.types().filter(|t| matches!(t.kind(), KIND_ENUM | KIND_ENUM64) && t.name() == name) {
+        for ty in self.named(name).filter(|t| matches!(t.kind(), KIND_ENUM | KIND_ENUM64)) {
             for value in ty.members() {
                 out.entry(value.value).or_insert_with(|| value.name().to_owned());
             }
@@ -113,7 +121,21 @@ impl KernelBtf {
 
     /// The definition of `struct name` (not a forward declaration).
     fn find_struct(&self, name: &str) -> Option<Type<'_>> {
-        self.vmlinux.types().find(|t| t.kind() == KIND_STRUCT && t.members().next().is_some() && t.name() == name)
+        self.named(name).find(|t| t.kind() == KIND_STRUCT && t.members().next().is_some())
+    }
+
+    /// vmlinux's structs and enums called `name`.
+    fn named(&self, name: &str) -> impl Iterator<Item = Type<'_>> {
+        let index = self.by_name.get_or_init(|| {
+            let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+            for t in self.vmlinux.types().filter(|t| matches!(t.kind(), KIND_STRUCT | KIND_ENUM | KIND_ENUM64)) {
+                if !t.name().is_empty() {
+                    index.entry(t.name().to_owned()).or_default().push(t.id);
+                }
+            }
+            index
+        });
+        index.get(name).into_iter().flatten().filter_map(|&id| self.vmlinux.get(id))
     }
 
     /// Offsets of every field the eBPF programs read.

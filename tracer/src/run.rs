@@ -159,8 +159,11 @@ impl Plan {
             _ => {
                 // ftrace's list when tracefs lets us read it, else every text symbol.
                 let (funcs, copies) = match available {
-                    Some(set) => kprobe_targets(btf, set.iter().map(String::as_str).collect(), filter),
-                    None => kprobe_targets(btf, kallsyms.get()?.names(), filter),
+                    Some(set) => kprobe_targets(btf, |name| set.contains(name), filter),
+                    None => {
+                        let names = kallsyms.get()?.names();
+                        kprobe_targets(btf, |name| names.contains(name), filter)
+                    }
                 };
                 Self::Kprobes { backend, funcs, copies }
             }
@@ -228,10 +231,9 @@ impl Plan {
 /// skb-copying functions it lets us probe.
 fn kprobe_targets(
     btf: &KernelBtf,
-    traceable: std::collections::HashSet<&str>,
+    traceable: impl Fn(&str) -> bool,
     filter: Option<&regex::Regex>,
 ) -> (Vec<crate::btf::SkbFunc>, Vec<String>) {
-    let traceable = |name: &str| traceable.contains(name);
     let mut funcs: Vec<_> = btf
         .skb_functions()
         .into_iter()
