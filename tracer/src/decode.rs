@@ -63,10 +63,14 @@ impl std::fmt::Display for Proto {
 
 const TCP_FLAG_NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
 
-/// `SYN|ACK` for the flag bits of [`Tuple::tcp_flags`].
-pub fn tcp_flag_names(bits: u8) -> String {
-    let set: Vec<&str> = (0..8).filter(|i| bits & (1 << i) != 0).map(|i| TCP_FLAG_NAMES[i]).collect();
-    set.join("|")
+/// Appends `SYN|ACK` for the flag bits of [`Tuple::tcp_flags`]; nothing for none.
+pub fn push_tcp_flag_names(out: &mut String, bits: u8) {
+    for (i, name) in TCP_FLAG_NAMES.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0) {
+        if bits & ((1 << i) - 1) != 0 {
+            out.push('|');
+        }
+        out.push_str(name);
+    }
 }
 
 pub fn tuple(capture: Capture, bytes: &[u8]) -> Tuple {
@@ -144,7 +148,12 @@ mod tests {
             .unwrap();
         let t = tuple(Capture::Network, &buf);
         assert_eq!((t.sport, t.dport, t.proto.to_string().as_str()), (1234, 80, "tcp"));
-        assert_eq!(tcp_flag_names(t.tcp_flags), "SYN");
+        let mut names = String::new();
+        push_tcp_flag_names(&mut names, t.tcp_flags);
+        assert_eq!(names, "SYN");
+        names.clear();
+        push_tcp_flag_names(&mut names, 0x12);
+        assert_eq!(names, "SYN|ACK");
     }
 
     #[test]

@@ -64,12 +64,15 @@ pub fn push_proto(out: &mut String, proto: Proto) {
     }
 }
 
-/// Spaces after what was written since `start`, up to `width` columns.
-pub fn pad_to(out: &mut String, start: usize, width: usize) {
-    let used = out.len() - start;
-    for _ in used..width {
+/// A left-aligned column: what `write` appends, spaces up to `width`, and
+/// the space before the next column.
+pub fn column(out: &mut String, width: usize, write: impl FnOnce(&mut String)) {
+    let start = out.len();
+    write(out);
+    for _ in out.len() - start..width {
         out.push(' ');
     }
+    out.push(' ');
 }
 
 #[cfg(test)]
@@ -93,8 +96,9 @@ mod tests {
             push_proto(&mut s, proto);
             assert_eq!(s, proto.to_string());
         }
-        let mut s = String::from("ab");
-        pad_to(&mut s, 1, 4);
-        assert_eq!(s, "ab   ");
+        let mut s = String::from("a");
+        column(&mut s, 4, |s| s.push('b'));
+        column(&mut s, 1, |s| s.push_str("long"));
+        assert_eq!(s, "ab    long ");
     }
 }

@@ -10,7 +10,7 @@ use super::{
     fields::{push_hex, push_ip, push_num, push_proto},
     push_func_column,
 };
-use crate::decode::tcp_flag_names;
+use crate::decode::push_tcp_flag_names;
 
 pub struct JsonPrinter<W: Write> {
     out: W,
@@ -70,6 +70,15 @@ impl<'a> Object<'a> {
         push_str(self.key(key), s);
     }
 
+    /// A string value that `write` appends and that never needs escaping
+    /// (digits, addresses, protocol and flag names).
+    fn plain(&mut self, key: &str, write: impl FnOnce(&mut String)) {
+        let out = self.key(key);
+        out.push('"');
+        write(out);
+        out.push('"');
+    }
+
     fn end(self) {
         self.out.push('}');
     }
@@ -86,10 +95,7 @@ impl<W: Write> Printer for JsonPrinter<W> {
         let line = &mut self.line;
         line.clear();
         let mut o = Object::new(line);
-        let out = o.key("skb");
-        out.push('"');
-        push_hex(out, ev.skb, 0);
-        out.push('"');
+        o.plain("skb", |out| push_hex(out, ev.skb, 0));
         o.num("cpu", ev.cpu);
         o.str("process", rec.process);
         o.num("pid", ev.pid);
@@ -103,26 +109,12 @@ impl<W: Write> Printer for JsonPrinter<W> {
         o.num("len", ev.len);
         {
             let mut tuple = Object::new(o.key("tuple"));
-            for (key, addr) in [("saddr", t.saddr), ("daddr", t.daddr)] {
-                let out = tuple.key(key);
-                out.push('"');
-                if let Some(addr) = addr {
-                    push_ip(out, addr);
-                }
-                out.push('"');
-            }
+            tuple.plain("saddr", |out| t.saddr.into_iter().for_each(|a| push_ip(out, a)));
+            tuple.plain("daddr", |out| t.daddr.into_iter().for_each(|a| push_ip(out, a)));
             tuple.num("sport", t.sport);
             tuple.num("dport", t.dport);
-            let out = tuple.key("proto");
-            out.push('"');
-            push_proto(out, t.proto);
-            out.push('"');
-            let out = tuple.key("tcp_flags");
-            out.push('"');
-            if t.tcp_flags != 0 {
-                out.push_str(&tcp_flag_names(t.tcp_flags));
-            }
-            out.push('"');
+            tuple.plain("proto", |out| push_proto(out, t.proto));
+            tuple.plain("tcp_flags", |out| push_tcp_flag_names(out, t.tcp_flags));
             tuple.end();
         }
         o.str("func", rec.func);

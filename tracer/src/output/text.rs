@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::{
     Printer, Record,
-    fields::{pad_to, push_hex, push_ip, push_num, push_proto},
+    fields::{column, push_hex, push_ip, push_num, push_proto},
     push_func_column,
 };
 
@@ -92,26 +92,11 @@ impl<W: Write> Printer for TextPrinter<W> {
         if let Some(ts) = rec.timestamp {
             let _ = write!(line, "{ts:<20} ");
         }
-        let mut col = line.len();
-        push_hex(line, ev.skb, 0);
-        pad_to(line, col, 18);
-        line.push(' ');
-        col = line.len();
-        push_num(line, ev.cpu);
-        pad_to(line, col, 3);
-        line.push(' ');
-        col = line.len();
-        line.push_str(rec.process);
-        pad_to(line, col, 16);
-        line.push(' ');
-        col = line.len();
-        push_num(line, ev.netns);
-        pad_to(line, col, 10);
-        line.push(' ');
-        col = line.len();
-        push_hex(line, ev.mark.into(), 0);
-        pad_to(line, col, 8);
-        line.push(' ');
+        column(line, 18, |l| push_hex(l, ev.skb, 0));
+        column(line, 3, |l| push_num(l, ev.cpu));
+        column(line, 16, |l| l.push_str(rec.process));
+        column(line, 10, |l| push_num(l, ev.netns));
+        column(line, 8, |l| push_hex(l, ev.mark.into(), 0));
         // IFACE is right-aligned in 16 columns, like pwru's.
         let iface_len = if ev.ifindex == 0 { 1 } else { rec.ifname.len() + 1 + digits(ev.ifindex) };
         for _ in iface_len..16 {
@@ -125,16 +110,9 @@ impl<W: Write> Printer for TextPrinter<W> {
             push_num(line, ev.ifindex);
         }
         line.push(' ');
-        push_hex(line, u16::from_be(ev.protocol).into(), 4);
-        line.push(' ');
-        col = line.len();
-        push_num(line, ev.mtu);
-        pad_to(line, col, 5);
-        line.push(' ');
-        col = line.len();
-        push_num(line, ev.len);
-        pad_to(line, col, 5);
-        line.push(' ');
+        column(line, 6, |l| push_hex(l, u16::from_be(ev.protocol).into(), 4));
+        column(line, 5, |l| push_num(l, ev.mtu));
+        column(line, 5, |l| push_num(l, ev.len));
         push_tuple(line, rec);
         line.push(' ');
         push_func_column(line, rec);
