@@ -24,29 +24,29 @@ pub const BPF_TRACE_KPROBE_MULTI: u32 = 42;
 /// the kernel treats the missing tail as zeros.
 #[repr(C)]
 #[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    prog_btf_fd: u32,
-    func_info_rec_size: u32,
-    func_info: u64,
-    func_info_cnt: u32,
-    line_info_rec_size: u32,
-    line_info: u64,
-    line_info_cnt: u32,
-    attach_btf_id: u32,
-    attach_btf_obj_fd: u32,
-    _pad: u32,
+pub(crate) struct ProgLoadAttr {
+    pub prog_type: u32,
+    pub insn_cnt: u32,
+    pub insns: u64,
+    pub license: u64,
+    pub log_level: u32,
+    pub log_size: u32,
+    pub log_buf: u64,
+    pub kern_version: u32,
+    pub prog_flags: u32,
+    pub prog_name: [u8; 16],
+    pub prog_ifindex: u32,
+    pub expected_attach_type: u32,
+    pub prog_btf_fd: u32,
+    pub func_info_rec_size: u32,
+    pub func_info: u64,
+    pub func_info_cnt: u32,
+    pub line_info_rec_size: u32,
+    pub line_info: u64,
+    pub line_info_cnt: u32,
+    pub attach_btf_id: u32,
+    pub attach_btf_obj_fd: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -71,16 +71,20 @@ struct RawTracepointOpenAttr {
     _pad: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+/// `bpf(cmd, attr)`: the kernel's return value, or the error.
+pub(crate) fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i64> {
     // SAFETY: attr is a properly laid out bpf_attr prefix of the given size.
     let ret = unsafe {
         libc::syscall(libc::SYS_bpf, cmd, (attr as *mut T).cast::<libc::c_void>(), size_of::<T>())
     };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// A `bpf` command that returns a new file descriptor.
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    let fd = bpf_call(cmd, attr)?;
     // SAFETY: these commands return a new file descriptor on success.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// What to load.

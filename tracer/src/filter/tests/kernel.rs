@@ -6,10 +6,11 @@
 //! appended after it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::filter::Insn;
 use crate::filter::opcode::*;
+use crate::sys::{BPF_PROG_LOAD, ProgLoadAttr, bpf, bpf_call};
 
 pub const SNAPLEN: usize = 256;
 
@@ -23,7 +24,6 @@ const CALL: u8 = 0x80;
 /// `src` of a `CALL` to a subprogram (`imm` = relative offset) rather than a helper.
 const PSEUDO_CALL: u8 = 1;
 const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
@@ -49,20 +49,6 @@ struct MapCreateAttr {
 
 #[repr(C)]
 #[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
 struct TestRunAttr {
     prog_fd: u32,
     retval: u32,
@@ -74,21 +60,6 @@ struct TestRunAttr {
     duration: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i32> {
-    // SAFETY: `attr` is a live, zero-padded `union bpf_attr` prefix of the size passed.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as i32)
-    }
-}
-
-fn owned(fd: i32) -> OwnedFd {
-    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 fn packet_map() -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_ARRAY,
@@ -97,7 +68,7 @@ fn packet_map() -> io::Result<OwnedFd> {
         max_entries: 1,
         ..Default::default()
     };
-    bpf(BPF_MAP_CREATE, &mut attr).map(owned)
+    bpf(BPF_MAP_CREATE, &mut attr)
 }
 
 /// Whether this process may load BPF programs; the reason if not.
@@ -146,7 +117,7 @@ impl KernelFilter {
             repeat: 1,
             ..Default::default()
         };
-        bpf(BPF_PROG_TEST_RUN, &mut attr).expect("BPF_PROG_TEST_RUN");
+        bpf_call(BPF_PROG_TEST_RUN, &mut attr).expect("BPF_PROG_TEST_RUN");
         attr.retval
     }
 }
@@ -172,7 +143,7 @@ fn load_program(
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]).into_owned();
     match result {
-        Ok(fd) => Ok((owned(fd), text)),
+        Ok(fd) => Ok((fd, text)),
         Err(e) => {
             // The end of a verifier log says what failed; the rest can be megabytes.
             let tail: String = text
