@@ -52,6 +52,16 @@ netns() {
 
 DROP='kfree_skb_reason|sk_skb_reason_drop'
 
+# veth NS_A IF_A ADDR_A NS_B IF_B ADDR_B: a veth pair between two namespaces,
+# addressed (ADDR as a.b.c.d/len) and up.
+veth() {
+    ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+    ip -n "$1" addr add "$3" dev "$2"
+    ip -n "$4" addr add "$6" dev "$5"
+    ip -n "$1" link set "$2" up
+    ip -n "$4" link set "$5" up
+}
+
 scenario_list_funcs() {
     begin list_funcs
     skbtrace --list-funcs > "$OUT" 2>&1
@@ -86,11 +96,7 @@ scenario_netfilter_drop() {
 scenario_dnat_track() {
     netns ns3a
     netns ns3b
-    ip link add va netns ns3a type veth peer name vb netns ns3b
-    ip -n ns3a addr add 10.30.0.1/24 dev va
-    ip -n ns3b addr add 10.30.0.2/24 dev vb
-    ip -n ns3a link set va up
-    ip -n ns3b link set vb up
+    veth ns3a va 10.30.0.1/24 ns3b vb 10.30.0.2/24
     ip netns exec ns3b iptables -t nat -A PREROUTING -p udp --dport 5000 -j DNAT --to-destination 10.30.0.2:4000
     begin dnat_track
     # The expression matches the packet before the rewrite only; tracking keeps it after.
@@ -107,11 +113,7 @@ scenario_dnat_track() {
 scenario_filters() {
     netns ns4a
     netns ns4b
-    ip link add fa netns ns4a type veth peer name fb netns ns4b
-    ip -n ns4a addr add 10.40.0.1/24 dev fa
-    ip -n ns4b addr add 10.40.0.2/24 dev fb
-    ip -n ns4a link set fa up
-    ip -n ns4b link set fb up
+    veth ns4a fa 10.40.0.1/24 ns4b fb 10.40.0.2/24
     # Marked where it is dropped: crossing into another namespace clears the mark.
     ip netns exec ns4b iptables -t mangle -A PREROUTING -p udp --dport 4100 -j MARK --set-mark 0x42
 
