@@ -26,6 +26,27 @@ fn expression_keeps_one_flow_of_two() {
 }
 
 #[test]
+fn length_tests_see_the_whole_packet_not_the_copied_bytes() {
+    if !require_root("length_tests_see_the_whole_packet_not_the_copied_bytes") {
+        return;
+    }
+    let ns = Netns::new("greater");
+    // The kernel copies at most 256 bytes; tcpdump's `greater` counts every byte of the packet.
+    let t = Tracer::start(&["--filter-netns", &ns.path(), "--output-json", "udp port 4000 and greater 600"]);
+    for _ in 0..3 {
+        ns.send_udp("127.0.0.1", 4000, &"s".repeat(100));
+        ns.send_udp("127.0.0.1", 4000, &"L".repeat(1000));
+    }
+    let events = t.stop().json();
+    let drops = events.iter().filter(|e| e["drop_reason"] == "SKB_DROP_REASON_NO_SOCKET").count();
+    assert_eq!(drops, 3, "each long datagram is dropped once, and only those: {events:?}");
+    for event in &events {
+        let len = event["len"].as_u64().unwrap();
+        assert!(len >= 1000, "a short datagram got through: {event}");
+    }
+}
+
+#[test]
 fn invalid_expression_exits_2_with_libpcaps_message() {
     let out = crate::util::cmd::run(&["udp and and port"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -67,8 +67,8 @@ pub struct Config {
     /// it also drains on a short timer, so quiet periods still show promptly.
     pub wakeup_bytes: u32,
     /// With `CFG_PCAP`: the packet bytes the filter can read when they start
-    /// at the MAC header, and at the network header. Only these are copied
-    /// before filtering; the rest of `snaplen` once the packet matched.
+    /// at the MAC header, and at the network header. The copy made before
+    /// filtering covers these and `snaplen`.
     pub filter_reads_l2: u32,
     pub filter_reads_l3: u32,
 }

@@ -157,18 +157,21 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.capture = packet.capture as u8;
     ev.data_offset = packet.data_offset;
     ev.cap_len = 0;
+    ev.len = sk_buff.field::<u32>(o.skb_len);
     if filters & CFG_PCAP != 0 {
-        // Copy only what the filter can read: a rejected packet costs a
-        // short copy, and a matching one the rest of --snaplen afterwards.
+        // One copy serves the filter and the event: a read costs about the
+        // same for 78 bytes as for 256, so a second read after a match
+        // would cost more than the bytes a rejected packet saves.
         let reads = match packet.capture {
             Capture::Mac => cfg.filter_reads_l2,
             _ => cfg.filter_reads_l3,
         };
-        packet.copy(ev, reads);
+        packet.copy(ev, reads.max(cfg.snaplen));
         let data = ev.data.as_ptr();
+        let wire_len = ev.wire_len();
         let verdict = match packet.capture {
-            Capture::Mac => skbtrace_filter_l2(data, ev.cap_len as u32),
-            Capture::Network => skbtrace_filter_l3(data, ev.cap_len as u32),
+            Capture::Mac => skbtrace_filter_l2(data, ev.cap_len as u32, wire_len),
+            Capture::Network => skbtrace_filter_l3(data, ev.cap_len as u32, wire_len),
             Capture::None => 0,
         };
         if verdict == 0 {
@@ -199,7 +202,6 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
     ev.comm = bpf_get_current_comm().unwrap_or_default();
-    ev.len = sk_buff.field::<u32>(o.skb_len);
     ev.protocol = sk_buff.field::<u16>(o.skb_protocol);
     ev.stack_id = if cfg.flags & CFG_STACK != 0 {
         unsafe { bpf_get_stackid(ctx.as_ptr(), (&raw const STACKS).cast_mut().cast(), 0) as i32 }

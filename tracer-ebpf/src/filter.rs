@@ -11,19 +11,20 @@ use core::ptr::read_volatile;
 #[unsafe(no_mangle)]
 static SKBTRACE_PLACEHOLDER: u32 = 1;
 
-/// Returns non-zero when the packet at `data` (`len` bytes from the MAC
-/// header) matches the user's pcap expression.
+/// Returns non-zero when the packet at `data` (`len` bytes copied from the
+/// MAC header, of a packet `wire_len` bytes long from there) matches the
+/// user's pcap expression.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn skbtrace_filter_l2(data: *const u8, len: u32) -> u32 {
-    unsafe { read_volatile(data) as u32 ^ len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
+pub extern "C" fn skbtrace_filter_l2(data: *const u8, len: u32, wire_len: u32) -> u32 {
+    unsafe { read_volatile(data) as u32 ^ len ^ wire_len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
 }
 
 /// Same as [`skbtrace_filter_l2`], for bytes from the network header.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn skbtrace_filter_l3(data: *const u8, len: u32) -> u32 {
-    unsafe { read_volatile(data) as u32 ^ len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
+pub extern "C" fn skbtrace_filter_l3(data: *const u8, len: u32, wire_len: u32) -> u32 {
+    unsafe { read_volatile(data) as u32 ^ len ^ wire_len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
 }
 
 /// The probe id of this loaded copy of a tracepoint program.

@@ -6,13 +6,13 @@
 //! - on entry `r1` points to the packet bytes: a map value the verifier knows is readable for
 //!   `snaplen` bytes (skbtrace passes a `SNAPLEN_MAX` = 256 byte buffer);
 //! - `r2` is the number of valid bytes in it, a u32; values above `snaplen` are clamped;
+//! - `r3` is the packet's length from the same first byte, a u32: what cBPF calls `len`;
 //! - it returns `r0 == 0` for "no match", non-zero for "match";
 //! - it clobbers `r0`–`r5` only, and uses at most [`MAX_STACK`] bytes of its own stack frame.
 //!
-//! Semantics are those of libpcap's `bpf_filter()` with `buflen = wirelen = r2`: a load past the
-//! valid bytes means "no match", never an error. One caveat follows: the cBPF `len` (used by
-//! `len`, `greater` and `less`) is the *captured* length `r2`, not the length on the wire, so
-//! `len > 300` never matches when at most 256 bytes are captured.
+//! Semantics are those of libpcap's `bpf_filter()` with `buflen = r2` and `wirelen = r3`: a load
+//! past the valid bytes means "no match", never an error, and `len`, `greater` and `less` test
+//! the whole packet's length, as tcpdump's do, whatever was copied.
 
 mod cbpf_to_ebpf;
 mod pcap;
@@ -140,8 +140,8 @@ pub fn match_all() -> Vec<Insn> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiled {
     pub insns: Vec<Insn>,
-    /// The kernel copies only these bytes before running the filter, and the rest of what it
-    /// shows once the packet matched: a packet the filter rejects costs a short copy.
+    /// The kernel copies at least these bytes before running the filter, however short
+    /// `--snaplen` is.
     pub reads: u32,
 }
 
@@ -162,9 +162,7 @@ pub fn compile_pair(expr: &str, snaplen: u32) -> Result<(Compiled, Compiled), Fi
 }
 
 /// How many leading bytes of a packet `prog` can read, at most `limit` (the buffer size).
-/// Giving the filter only these bytes gives the same verdict as giving it `limit` bytes —
-/// unless it reads the packet length, which for these filters is the captured length: then
-/// it needs all `limit`.
+/// Giving the filter only these bytes gives the same verdict as giving it `limit` bytes.
 pub fn bytes_read(prog: &[CbpfInsn], limit: u32) -> u32 {
     use pcap::cbpf::{ABS, B, H, IMM, IND, LD, LDX, LEN, MISC, MSH, TAX, W, class, mode, size};
     // The largest value X can hold. libpcap sets it from an IPv4 header length
@@ -173,7 +171,8 @@ pub fn bytes_read(prog: &[CbpfInsn], limit: u32) -> u32 {
     let mut x_max = 0u64;
     for insn in prog {
         match (class(insn.code), mode(insn.code)) {
-            (LD | LDX, LEN) => return limit,
+            // The packet's length comes in a register, not from its bytes.
+            (LD | LDX, LEN) => {}
             (LDX, MSH) => x_max = x_max.max(60),
             (LDX, IMM) => x_max = x_max.max(u64::from(insn.k)),
             (LDX, _) => return limit,

@@ -6,8 +6,8 @@
 //! | eBPF     | holds                                                        |
 //! |----------|--------------------------------------------------------------|
 //! | `r1`     | packet pointer (a map value of `snaplen` bytes), never moved |
-//! | `r2`     | valid bytes, clamped to `snaplen`; also cBPF's `len`         |
-//! | `r3`     | the accumulator A                                            |
+//! | `r2`     | valid bytes, clamped to `snaplen`                            |
+//! | `r3`     | on entry the packet's length, cBPF's `len`; then A           |
 //! | `r4`     | the index register X                                         |
 //! | `r5`     | scratch: address of an indirect load                         |
 //! | `r0`     | scratch: loop counters; the verdict on exit                  |
@@ -35,7 +35,8 @@
 //!
 //! Scratch word `M[i]` lives at `r10 - mem + 4 * i`, where `mem` covers the highest word used.
 //! It is zeroed on entry when any word is read (so is libpcap's since 1.10.5, and the verifier
-//! wants initialized stack). Below it sit one 8-byte counter per loop and a slot whose upper
+//! wants initialized stack). Below it sit one 8-byte counter per loop, the packet's length when
+//! the program reads it (saved from `r3` before A takes that register), and a slot whose upper
 //! half is a 4-byte word off the 8-byte grid. The verifier tracks a register's range through a
 //! spill only at aligned offsets, so a round trip through that word keeps the value and
 //! makes the verifier forget what it knew. The frame is at most [`MAX_STACK`] bytes.
@@ -65,6 +66,8 @@ const RET: u8 = 0;
 const PKT: u8 = 1;
 const LEN: u8 = 2;
 const A: u8 = 3;
+/// Holds the packet's length on entry only: A takes over the register.
+const WIRE_LEN: u8 = 3;
 const X: u8 = 4;
 const ADDR: u8 = 5;
 const FP: u8 = 10;
@@ -122,6 +125,8 @@ struct Layout {
     /// Bytes of stack for `M[]`, a multiple of 8.
     mem_bytes: usize,
     mem_read: bool,
+    /// Whether the program reads cBPF's `len`, kept in a stack slot.
+    wire_len: bool,
     /// Whether an indirect load or a loop needs the word at `launder_off`.
     launders: bool,
 }
@@ -134,6 +139,7 @@ impl Layout {
         let mut mem_words = 0;
         let mut mem_read = false;
         let mut indirect = false;
+        let mut wire_len = false;
         let mut work = if prog.is_empty() { vec![] } else { vec![0] };
         while let Some(pc) = work.pop() {
             if std::mem::replace(&mut reachable[pc], true) {
@@ -144,6 +150,8 @@ impl Layout {
                 return Err(unsupported(pc, insn, "unknown opcode"));
             }
             indirect |= cbpf::class(insn.code) == cbpf::LD && cbpf::mode(insn.code) == cbpf::IND;
+            wire_len |= matches!(cbpf::class(insn.code), cbpf::LD | cbpf::LDX)
+                && cbpf::mode(insn.code) == cbpf::LEN;
             if uses_mem(insn.code) {
                 if insn.k >= cbpf::MEMWORDS {
                     return Err(unsupported(pc, insn, "scratch memory index out of range"));
@@ -166,13 +174,23 @@ impl Layout {
             loops,
             mem_bytes,
             mem_read,
+            wire_len,
             launders: indirect || loops > 0,
         })
     }
 
-    /// `M[]`, then the loop counters, then a slot for `launder_off`.
+    /// `M[]`, then the loop counters, the packet's length, and a slot for `launder_off`.
     fn stack_bytes(&self) -> usize {
-        self.mem_bytes + 8 * self.loops + if self.launders { 8 } else { 0 }
+        self.wire_len_end() + if self.launders { 8 } else { 0 }
+    }
+
+    fn wire_len_end(&self) -> usize {
+        self.mem_bytes + 8 * self.loops + if self.wire_len { 8 } else { 0 }
+    }
+
+    /// Frame offset of the saved packet length.
+    fn wire_len_off(&self) -> i16 {
+        -(self.wire_len_end() as i16)
     }
 
     /// Frame offset of `M[word]`.
@@ -280,6 +298,9 @@ impl Translator<'_> {
         self.emit(Insn::alu32_reg(op::MOV, LEN, LEN));
         self.emit(Insn::jmp_imm(op::JLE, LEN, self.snaplen as i32, 1));
         self.emit(Insn::alu64_imm(op::MOV, LEN, self.snaplen as i32));
+        if self.layout.wire_len {
+            self.emit(Insn::store(op::W, FP, self.layout.wire_len_off(), WIRE_LEN));
+        }
         self.emit(Insn::alu32_imm(op::MOV, A, 0));
         self.emit(Insn::alu32_imm(op::MOV, X, 0));
         if self.layout.mem_read {
@@ -311,12 +332,12 @@ impl Translator<'_> {
                 cbpf::ABS => self.load_abs(cbpf::size(code), k),
                 cbpf::IND => self.load_ind(cbpf::size(code), k),
                 cbpf::MEM => self.emit(Insn::load(op::W, A, FP, self.layout.mem_off(k))),
-                _ => self.emit(Insn::alu32_reg(op::MOV, A, LEN)),
+                _ => self.emit(Insn::load(op::W, A, FP, self.layout.wire_len_off())),
             },
             cbpf::LDX => match cbpf::mode(code) {
                 cbpf::IMM => self.emit(Insn::alu32_imm(op::MOV, X, k as i32)),
                 cbpf::MEM => self.emit(Insn::load(op::W, X, FP, self.layout.mem_off(k))),
-                cbpf::LEN => self.emit(Insn::alu32_reg(op::MOV, X, LEN)),
+                cbpf::LEN => self.emit(Insn::load(op::W, X, FP, self.layout.wire_len_off())),
                 _ => self.load_msh(k),
             },
             cbpf::ST => self.emit(Insn::store(op::W, FP, self.layout.mem_off(k), A)),

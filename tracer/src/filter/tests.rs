@@ -49,7 +49,7 @@ fn instructions_encode_like_the_kernel() {
 #[test]
 fn match_all_matches_every_packet() {
     for data in [&[][..], &[0x45; 300]] {
-        assert_eq!(rbpf_vm::run(&match_all(), data, SNAPLEN as usize), Ok(1));
+        assert_eq!(rbpf_vm::run(&match_all(), data, data.len() as u32, SNAPLEN as usize), Ok(1));
     }
 }
 
@@ -100,7 +100,7 @@ fn raw_ip_filters_read_the_ip_header_at_offset_zero() {
     packet[9] = 17;
     assert_ne!(reference::run(&cbpf, &packet, 28), 0);
     let ebpf = compile("ip[9] = 17", LinkType::RawIp, SNAPLEN).unwrap().insns;
-    assert_ne!(rbpf_vm::run(&ebpf, &packet, SNAPLEN as usize), Ok(0));
+    assert_ne!(rbpf_vm::run(&ebpf, &packet, 28, SNAPLEN as usize), Ok(0));
 }
 
 #[test]
@@ -136,8 +136,9 @@ fn filters_read_only_the_headers_they_test() {
     // A port lies past an IPv4 header of up to 60 bytes.
     assert_eq!(reads("udp and port 9", LinkType::Ethernet), 14 + 60 + 4);
     assert_eq!(reads("udp and port 9", LinkType::RawIp), 60 + 4);
-    // The length is that of the bytes captured; a header chain has no bound.
-    assert_eq!(reads("len > 20", LinkType::Ethernet), SNAPLEN);
+    // The packet's length comes with it; a header chain has no bound.
+    assert_eq!(reads("len > 20", LinkType::Ethernet), 0);
+    assert_eq!(reads("udp and dst port 4000 and src host 10.0.0.1 and not icmp and len > 20", LinkType::Ethernet), 14 + 60 + 4);
     assert_eq!(reads("ip6 protochain 6", LinkType::Ethernet), SNAPLEN);
     assert_eq!(reads("tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420", LinkType::Ethernet), SNAPLEN);
 }
@@ -162,10 +163,10 @@ fn link_layer_expressions_match_nothing_without_a_link_layer() {
     let (ethernet, raw_ip) = compile_pair("arp", SNAPLEN).unwrap();
     let (ethernet, raw_ip) = (ethernet.insns, raw_ip.insns);
     assert_ne!(
-        rbpf_vm::run(&ethernet, &arp_request, SNAPLEN as usize),
+        rbpf_vm::run(&ethernet, &arp_request, 42, SNAPLEN as usize),
         Ok(0)
     );
-    assert_eq!(rbpf_vm::run(&raw_ip, &arp_request, SNAPLEN as usize), Ok(0));
+    assert_eq!(rbpf_vm::run(&raw_ip, &arp_request, 42, SNAPLEN as usize), Ok(0));
     assert!(matches!(
         compile_pair("tcp port", SNAPLEN),
         Err(FilterError::Invalid(_))

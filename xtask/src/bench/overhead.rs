@@ -160,13 +160,26 @@ struct Bench<'a> {
 }
 
 /// The pcap filter's cost per program run: configurations b and b-pcap5
-/// (the same drops, every one printed, without and with a five-clause
-/// expression that matches them) sampled in turn under bpf_stats, so that
-/// the machine's drift shows in both.
+/// (every drop printed, without and with a five-clause expression that
+/// matches them) attached together under bpf_stats, so that both programs
+/// run on every drop.
 pub struct FilterCost {
-    /// ns per run, one per round.
-    pub without: Vec<f64>,
-    pub with: Vec<f64>,
+    pub rounds: Vec<FilterRound>,
+}
+
+/// Two samples: the one attached first runs first, with the colder cache,
+/// which costs it about 80 ns; each order once cancels that out.
+pub struct FilterRound {
+    /// ns per run of (b, b-pcap5), b attached first.
+    pub b_first: (f64, f64),
+    /// ns per run of (b, b-pcap5), b-pcap5 attached first.
+    pub pcap_first: (f64, f64),
+}
+
+impl FilterRound {
+    pub fn added(&self) -> f64 {
+        ((self.b_first.1 - self.b_first.0) + (self.pcap_first.1 - self.pcap_first.0)) / 2.0
+    }
 }
 
 pub fn measure(params: &Params<'_>) -> anyhow::Result<(Vec<Measured>, Option<FilterCost>)> {
@@ -228,19 +241,40 @@ impl Bench<'_> {
     }
 
     fn filter_cost(&mut self, without: &Config, with: &Config) -> anyhow::Result<FilterCost> {
-        let mut cost = FilterCost { without: Vec::new(), with: Vec::new() };
-        let ns = |c: Cost| c.stats.run_time_ns as f64 / c.stats.run_cnt.max(1) as f64;
-        for round in 1..=self.params.rounds {
-            cost.without.push(ns(self.cost(without)?));
-            cost.with.push(ns(self.cost(with)?));
+        let mut cost = FilterCost { rounds: Vec::new() };
+        for n in 1..=self.params.rounds {
+            let b_first = self.together(without, with)?;
+            let (with_ns, without_ns) = self.together(with, without)?;
+            let round = FilterRound { b_first, pcap_first: (without_ns, with_ns) };
             eprintln!(
-                "bench: filter cost round {round}/{}: {:.0} ns per run without, {:.0} with",
+                "bench: filter cost round {n}/{}: b first {:.0} / {:.0} ns per run, b-pcap5 first {:.0} / {:.0}: {:+.0} ns",
                 self.params.rounds,
-                cost.without[round - 1],
-                cost.with[round - 1]
+                round.b_first.0,
+                round.b_first.1,
+                round.pcap_first.0,
+                round.pcap_first.1,
+                round.added(),
             );
+            cost.rounds.push(round);
         }
         Ok(cost)
+    }
+
+    /// One sample with both configurations attached, `first` first; their ns per run.
+    fn together(&mut self, first: &Config, second: &Config) -> anyhow::Result<(f64, f64)> {
+        let mut tracers = [self.spawn(first)?, self.spawn(second)?];
+        let stats = BpfStats::enable()?;
+        let before = [tracers[0].prog_stats()?, tracers[1].prog_stats()?];
+        self.flood(self.params.sample)?;
+        let after = [tracers[0].prog_stats()?, tracers[1].prog_stats()?];
+        drop(stats);
+        for tracer in &mut tracers {
+            tracer.stop()?;
+        }
+        let ns = |i: usize| {
+            (after[i].run_time_ns - before[i].run_time_ns) as f64 / (after[i].run_cnt - before[i].run_cnt).max(1) as f64
+        };
+        Ok((ns(0), ns(1)))
     }
 
     /// Floods for `duration`; returns drops per second.

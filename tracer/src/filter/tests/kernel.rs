@@ -3,7 +3,8 @@
 //!
 //! The test program is a socket filter whose main body copies up to `SNAPLEN` bytes of the skb
 //! into an array map value (the same kind of pointer the tracer passes) and calls the filter
-//! appended after it.
+//! appended after it. The packet's length travels in the skb's first four bytes, so that it
+//! can differ from what was captured.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -104,11 +105,13 @@ impl KernelFilter {
         })
     }
 
-    /// The filter's verdict for `data` (truncated to `SNAPLEN` by the harness).
-    pub fn run(&self, data: &[u8]) -> u32 {
+    /// The filter's verdict for `data` (truncated to `SNAPLEN` by the harness), captured from a
+    /// packet of `wire_len` bytes.
+    pub fn run(&self, data: &[u8], wire_len: u32) -> u32 {
         // Test runs want an Ethernet header and pull it off before a socket filter runs.
         let mut frame = vec![0u8; ETH_HLEN];
         frame[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+        frame.extend_from_slice(&wire_len.to_ne_bytes());
         frame.extend_from_slice(data);
         let mut attr = TestRunAttr {
             prog_fd: self.prog.as_raw_fd() as u32,
@@ -160,7 +163,8 @@ fn load_program(
     }
 }
 
-/// Socket filter: copy the packet into the map value, then `return filter(value, len)`.
+/// Socket filter: read the packet's length from the first four bytes, copy the rest into the
+/// map value, then `return filter(value, copied, length)`.
 fn harness(map_fd: i32, filter: &[Insn]) -> Vec<Insn> {
     let mut p = vec![
         Insn::alu64_reg(MOV, 6, 1),
@@ -172,25 +176,38 @@ fn harness(map_fd: i32, filter: &[Insn]) -> Vec<Insn> {
         Insn::new(JMP | CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
         Insn::jmp_imm(JEQ, 0, 0, 0), // → failed, fixed below
         Insn::alu64_reg(MOV, 7, 0),
+        // r9 = the packet's length.
+        Insn::alu64_reg(MOV, 1, 6),
+        Insn::alu64_imm(MOV, 2, 0),
+        Insn::alu64_reg(MOV, 3, 10),
+        Insn::alu64_imm(ADD, 3, -8),
+        Insn::alu64_imm(MOV, 4, 4),
+        Insn::new(JMP | CALL, 0, 0, 0, BPF_FUNC_SKB_LOAD_BYTES),
+        Insn::jmp_imm(JNE, 0, 0, 0), // → failed, fixed below
+        Insn::load(W, 9, 10, -8),
+        // r8 = the bytes after it, at most SNAPLEN; the load above proves there are ≥ 4.
         Insn::load(W, 8, 6, 0), // __sk_buff.len
+        Insn::alu32_imm(ADD, 8, -4),
         Insn::jmp_imm(JLE, 8, SNAPLEN as i32, 1),
         Insn::alu64_imm(MOV, 8, SNAPLEN as i32),
         Insn::jmp_imm(JLT, 8, 1, 6), // nothing to copy
         Insn::alu64_reg(MOV, 1, 6),
-        Insn::alu64_imm(MOV, 2, 0),
+        Insn::alu64_imm(MOV, 2, 4),
         Insn::alu64_reg(MOV, 3, 7),
         Insn::alu64_reg(MOV, 4, 8),
         Insn::new(JMP | CALL, 0, 0, 0, BPF_FUNC_SKB_LOAD_BYTES),
         Insn::jmp_imm(JNE, 0, 0, 0), // → failed, fixed below
         Insn::alu64_reg(MOV, 1, 7),
         Insn::alu64_reg(MOV, 2, 8),
+        Insn::alu64_reg(MOV, 3, 9),
         Insn::new(JMP | CALL, 0, PSEUDO_CALL, 0, 3), // the filter, after the 3 below
         Insn::exit(),
         Insn::alu32_imm(MOV, 0, HARNESS_FAILED as i32),
         Insn::exit(),
     ];
     let failed = p.len() as i16 - 2;
-    for at in [7, 18] {
+    for at in [7, 15, 27] {
+        assert!(matches!(p[at].code & 0xf0, JEQ | JNE), "harness layout");
         p[at].off = failed - at as i16 - 1;
     }
     p.extend_from_slice(filter);

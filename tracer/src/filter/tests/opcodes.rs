@@ -345,7 +345,7 @@ pub fn mismatches(
             let seen = &input[..input.len().min(SNAPLEN as usize)];
             let want = case
                 .expect
-                .unwrap_or_else(|| reference::run(&case.prog, seen, seen.len() as u32));
+                .unwrap_or_else(|| reference::run(&case.prog, seen, input.len() as u32));
             if got != want {
                 wrong.push(format!(
                     "{} on {} bytes: got {got:#x}, libpcap {want:#x}",
@@ -362,7 +362,7 @@ pub fn in_rbpf(case: &Case, ebpf: &[Insn]) -> Result<Vec<u32>, String> {
     case.inputs
         .iter()
         .map(|input| {
-            let r0 = rbpf_vm::run(ebpf, input, SNAPLEN as usize)?;
+            let r0 = rbpf_vm::run(ebpf, input, input.len() as u32, SNAPLEN as usize)?;
             u32::try_from(r0).map_err(|_| format!("r0 {r0:#x} has upper bits set"))
         })
         .collect()
@@ -370,7 +370,7 @@ pub fn in_rbpf(case: &Case, ebpf: &[Insn]) -> Result<Vec<u32>, String> {
 
 pub fn in_kernel(case: &Case, ebpf: &[Insn]) -> Result<Vec<u32>, String> {
     let filter = kernel::KernelFilter::load(ebpf)?;
-    Ok(case.inputs.iter().map(|input| filter.run(input)).collect())
+    Ok(case.inputs.iter().map(|input| filter.run(input, input.len() as u32)).collect())
 }
 
 fn assert_none(test: &str, wrong: Vec<String>) {
