@@ -55,6 +55,7 @@ pub struct LoadAs<'a> {
 
 impl Loader {
     pub fn new(config: &Config, sizes: &MapSizes, l2: &[Insn], l3: &[Insn]) -> anyhow::Result<Self> {
+        let started = std::time::Instant::now();
         let ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", config, true)
@@ -62,8 +63,10 @@ impl Loader {
             .map_max_entries("TRACKED", sizes.track_entries)
             .load(OBJECT)
             .context("creating the eBPF maps")?;
+        log::debug!("aya created the maps in {:?}", started.elapsed());
 
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
+        log::debug!("object parsed at {:?}", started.elapsed());
         obj.patch_map_data(HashMap::from([("CONFIG", aya_obj_global(config))]))
             .context("writing the configuration into the eBPF object")?;
         replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;

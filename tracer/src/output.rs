@@ -290,14 +290,15 @@ mod tests {
     #[test]
     #[ignore = "benchmark: run by cargo xtask bench"]
     fn bench_decode_and_format() {
-        const N: u32 = 2_000_000;
+        // Fewer under callgrind, whose instruction counts are steadier than time here.
+        let n: u32 = std::env::var("BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000_000);
         let ev = drop_event();
         let started = std::time::Instant::now();
         let mut ports = 0u64;
-        for _ in 0..N {
+        for _ in 0..n {
             ports += u64::from(std::hint::black_box(decode::tuple(ev.capture(), ev.packet())).dport);
         }
-        let rate = f64::from(N) / started.elapsed().as_secs_f64();
+        let rate = f64::from(n) / started.elapsed().as_secs_f64();
         println!("BENCH decode {rate:.0} events/s ({ports})");
         for json in [false, true] {
             let mut sink = std::io::BufWriter::new(std::io::sink());
@@ -308,13 +309,13 @@ mod tests {
                 } else {
                     Box::new(TextPrinter::new(&mut sink, false))
                 };
-                for _ in 0..N {
+                for _ in 0..n {
                     let tuple = decode::tuple(ev.capture(), ev.packet());
                     p.record(&record(&ev, &tuple)).unwrap();
                 }
                 p.flush().unwrap();
             }
-            let rate = f64::from(N) / started.elapsed().as_secs_f64();
+            let rate = f64::from(n) / started.elapsed().as_secs_f64();
             println!("BENCH format {} {:.0} events/s", if json { "json" } else { "text" }, rate);
         }
     }

@@ -37,19 +37,30 @@ pub fn push_ip(out: &mut String, addr: IpAddr) {
     match addr {
         IpAddr::V4(v4) => {
             let [a, b, c, d] = v4.octets();
-            push_num(out, a);
+            push_octet(out, a);
             out.push('.');
-            push_num(out, b);
+            push_octet(out, b);
             out.push('.');
-            push_num(out, c);
+            push_octet(out, c);
             out.push('.');
-            push_num(out, d);
+            push_octet(out, d);
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write as _;
             let _ = write!(out, "{v6}");
         }
     }
+}
+
+/// Up to three digits, written directly: cheaper than itoa's buffer and copy.
+fn push_octet(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + n / 10 % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
 }
 
 /// The protocol's name, or its number (see [`Proto`]'s `Display`).
@@ -86,7 +97,7 @@ mod tests {
             push_hex(&mut s, n, min);
             assert_eq!(s, format!("{n:#0width$x}", width = min + 2));
         }
-        for addr in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "2001:db8::1", "::ffff:10.0.0.1"] {
+        for addr in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "100.9.10.199", "2001:db8::1", "::ffff:10.0.0.1"] {
             let mut s = String::new();
             push_ip(&mut s, addr.parse().unwrap());
             assert_eq!(s, addr);
