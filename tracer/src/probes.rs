@@ -45,13 +45,15 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        // Removing a kprobe waits for an RCU grace period; closing from many
-        // threads lets those waits overlap, so detaching ~1,400 kprobes takes
-        // seconds rather than a minute. Links go first, then programs.
+        // Links go first, then programs. Many links are closed from many
+        // threads, with expedited RCU: each kprobe's removal waits for RCU
+        // grace periods, and under a global lock (perf_kprobe_destroy holds
+        // event_mutex), so the threads alone do not overlap those waits.
         let links = std::mem::take(&mut self.links);
         if links.len() < 64 {
             drop(links);
         } else {
+            let _expedited = ExpeditedRcu::enable();
             let chunk = links.len().div_ceil(32);
             let mut links = links;
             std::thread::scope(|s| {
@@ -62,6 +64,39 @@ impl Drop for Attached {
             });
         }
         self.programs.clear();
+    }
+}
+
+const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
+
+/// `/sys/kernel/rcu_expedited` at 1 until dropped, then back to 0. An
+/// expedited grace period interrupts every CPU instead of waiting for each
+/// to pass a quiescent state: microseconds instead of milliseconds. In a
+/// TCG VM this took detaching 1,463 kprobes from 59 s to 38 s (attaching
+/// them takes 40 s). Does nothing where the setting is already on or cannot
+/// be written.
+struct ExpeditedRcu {
+    enabled: bool,
+}
+
+impl ExpeditedRcu {
+    fn enable() -> Self {
+        let off = std::fs::read_to_string(RCU_EXPEDITED).is_ok_and(|v| v.trim() == "0");
+        let enabled = off
+            && std::fs::write(RCU_EXPEDITED, "1")
+                .inspect_err(|e| log::debug!("cannot write {RCU_EXPEDITED}: {e}"))
+                .is_ok();
+        Self { enabled }
+    }
+}
+
+impl Drop for ExpeditedRcu {
+    fn drop(&mut self) {
+        if self.enabled
+            && let Err(e) = std::fs::write(RCU_EXPEDITED, "0")
+        {
+            eprintln!("skbtrace: could not set {RCU_EXPEDITED} back to 0: {e}");
+        }
     }
 }
 
