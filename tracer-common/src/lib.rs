@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod config;
+pub mod cookie;
 pub mod event;
 pub mod limits;
 

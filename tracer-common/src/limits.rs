@@ -15,6 +15,9 @@ pub const TRACK_ENTRIES_DEFAULT: u32 = 16384;
 /// Number of entries in the stack-trace map.
 pub const STACK_ENTRIES: u32 = 16384;
 
+/// skbs being cloned at once, for `--filter-track-skb`.
+pub const CLONING_ENTRIES: u32 = 4096;
+
 /// Number of slots in the per-probe loss counter (indexed by probe id).
 pub const PROBES_MAX: u32 = 8192;
 

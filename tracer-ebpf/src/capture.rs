@@ -131,6 +131,21 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     };
     let ev: &mut Event = unsafe { &mut (*scratch).event };
     let o = &cfg.offsets;
+    // Whether there is a reason is settled here, into the event: carried to
+    // the end in a register, it doubled the verifier's work on the
+    // kprobe-multi program, where it is known only at run time.
+    match site.reason {
+        Some(reason) => {
+            ev.reason = reason;
+            ev.flags = FLAG_HAS_REASON;
+            ev.location = site.location;
+        }
+        None => {
+            ev.reason = 0;
+            ev.flags = 0;
+            ev.location = if cfg.flags & CFG_CALLER != 0 { site.location } else { 0 };
+        }
+    }
     // A tracked skb skips every filter. Folding that into one value (rather
     // than testing `tracked` at each filter) keeps LLVM from compiling the
     // whole function twice, which doubled the verifier's work at load.
@@ -190,14 +205,8 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
     ev.func_ip = site.func_ip;
     ev.probe_id = site.probe_id;
-    ev.location = site.location;
-    ev.flags = if tracked { FLAG_TRACKED } else { 0 };
-    match site.reason {
-        Some(reason) => {
-            ev.reason = reason;
-            ev.flags |= FLAG_HAS_REASON;
-        }
-        None => ev.reason = 0,
+    if tracked {
+        ev.flags |= FLAG_TRACKED;
     }
     ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
@@ -208,9 +217,6 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     } else {
         -1
     };
-    if cfg.flags & CFG_CALLER == 0 && site.reason.is_none() {
-        ev.location = 0;
-    }
 
     // Batch wake-ups: waking the reader per event costs more than the event.
     // Wake it once, when this event fills the ring past the mark; below the

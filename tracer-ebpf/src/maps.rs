@@ -7,7 +7,7 @@ use aya_ebpf::{
 use tracer_common::{
     Event,
     config::SKB_READ_MAX,
-    limits::{RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
+    limits::{CLONING_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
 };
 
 /// Events to user space.
@@ -49,4 +49,4 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 /// skbs being cloned or copied right now, by task, for `--filter-track-skb`:
 /// set on entry to `skb_clone` and friends, read on their return.
 #[map]
-pub static CLONING: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
+pub static CLONING: HashMap<u64, u64> = HashMap::with_max_entries(CLONING_ENTRIES, 0);

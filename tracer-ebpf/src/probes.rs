@@ -1,20 +1,23 @@
-//! Entry points. Kprobe programs come in one copy per `struct sk_buff *`
-//! argument position (like pwru); tracepoint programs likewise, reading the
-//! raw tracepoint arguments (the same code loads as `tp_btf` or `raw_tp`).
-//! Each reads only the arguments its position needs, since the verifier
-//! rejects reads past a tracepoint's last argument.
+//! Entry points. Single kprobes have one program per `struct sk_buff *`
+//! argument position (like pwru); a kprobe-multi link has one program for
+//! all, told the position by each function's cookie. Tracepoint programs
+//! come one per position too, reading the raw tracepoint arguments (the
+//! same code loads as `tp_btf` or `raw_tp`); each reads only the arguments
+//! its position needs, since the verifier rejects reads past a
+//! tracepoint's last argument.
 
 use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_get_func_ip, bpf_probe_read_kernel},
+        generated::{bpf_get_attach_cookie, bpf_get_func_ip, bpf_probe_read_kernel},
     },
     macros::{kprobe, kretprobe, raw_tracepoint},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use tracer_common::{
     config::CFG_CALLER,
+    cookie,
     limits::PROBE_ID_FREES,
 };
 
@@ -53,6 +56,28 @@ fn kprobe_arg(ctx: &ProbeContext, n: usize) -> u64 {
     ctx.arg::<u64>(n).unwrap_or(0)
 }
 
+/// Argument `n` (0-based) when `n` is known only at run time (x86-64).
+/// LLVM turns a match on `n` into one read at a computed offset, which the
+/// verifier refuses on the context; a helper read at that address it takes.
+#[inline(always)]
+fn kprobe_arg_at(ctx: &ProbeContext, n: usize) -> u64 {
+    let regs = ctx.regs;
+    // SAFETY: only addresses of fields are taken; the helper reads them.
+    let field: *const u64 = unsafe {
+        match n {
+            0 => &raw const (*regs).rdi,
+            1 => &raw const (*regs).rsi,
+            2 => &raw const (*regs).rdx,
+            3 => &raw const (*regs).rcx,
+            4 => &raw const (*regs).r8,
+            _ => &raw const (*regs).r9,
+        }
+    };
+    let mut value = 0u64;
+    unsafe { bpf_probe_read_kernel((&raw mut value).cast(), 8, field.cast()) };
+    value
+}
+
 macro_rules! kprobe_at {
     ($name:ident, $pos:expr) => {
         #[kprobe]
@@ -80,6 +105,23 @@ pub fn kprobe_drop_skb_1_reason_2(ctx: ProbeContext) -> u32 {
 pub fn kprobe_drop_skb_2_reason_3(ctx: ProbeContext) -> u32 {
     let reason = kprobe_arg(&ctx, 2) as u32;
     handle(&ctx, kprobe_arg(&ctx, 1), kprobe_site(&ctx, Some(reason)))
+}
+
+/// Every function of a kprobe-multi link: its cookie says which argument
+/// is the skb, which the drop reason, and whether the skb is freed here.
+#[kprobe]
+pub fn kprobe_multi_skb(ctx: ProbeContext) -> u32 {
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let skb = kprobe_arg_at(&ctx, cookie::skb_arg(cookie));
+    let reason = cookie::reason_arg(cookie).map(|n| kprobe_arg_at(&ctx, n) as u32);
+    let site = Site {
+        func_ip: unsafe { bpf_get_func_ip(ctx.as_ptr()) },
+        probe_id: 0,
+        reason,
+        location: caller(&ctx),
+        frees: cookie::frees(cookie),
+    };
+    handle(&ctx, skb, site)
 }
 
 #[inline(always)]

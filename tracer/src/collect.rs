@@ -5,7 +5,7 @@
 use std::{io, time::Duration};
 
 use anyhow::Context as _;
-use aya::maps::{MapData, PerCpuHashMap, RingBuf, StackTraceMap};
+use aya::maps::{Map, MapData, PerCpuHashMap, RingBuf, StackTraceMap};
 use tokio::io::unix::AsyncFd;
 use tracer_common::Event;
 
@@ -38,17 +38,14 @@ pub fn run(
     mut sinks: Sinks,
     args: &Args,
 ) -> anyhow::Result<()> {
-    let ring = loader.ebpf.take_map("EVENTS").context("the eBPF object has no EVENTS map")?;
-    let ring = RingBuf::try_from(ring).context("opening the EVENTS ring buffer")?;
+    let ring = RingBuf::try_from(Map::RingBuf(loader.take_map("EVENTS")?)).context("opening the EVENTS ring buffer")?;
     let stacks: Option<StackTraceMap<MapData>> = if args.output_stack {
-        loader.ebpf.take_map("STACKS").map(StackTraceMap::try_from).transpose().context("opening STACKS")?
+        Some(StackTraceMap::try_from(Map::StackTraceMap(loader.take_map("STACKS")?)).context("opening STACKS")?)
     } else {
         None
     };
-    let lost_map: PerCpuHashMap<MapData, u64, u64> = PerCpuHashMap::try_from(
-        loader.ebpf.take_map("LOST").context("the eBPF object has no LOST map")?,
-    )
-    .context("opening the LOST map")?;
+    let lost_map: PerCpuHashMap<MapData, u64, u64> =
+        PerCpuHashMap::try_from(Map::PerCpuHashMap(loader.take_map("LOST")?)).context("opening the LOST map")?;
 
     let mut state = State {
         sites: Sites::new(kallsyms, &attached.probes, reasons),

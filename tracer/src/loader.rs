@@ -1,9 +1,10 @@
-//! Loads skbtrace's eBPF object: aya creates the maps (with our
-//! configuration written into `.rodata` and the sizes we chose), then we link
-//! each program ourselves with aya-obj so that we can splice generated code
-//! into it (the pcap filter, the probe id) and load it with the program and
-//! attach type we need, which aya 0.14 cannot do (kprobe-multi, one object
-//! loaded as both `tp_btf` and `raw_tp`).
+//! Loads skbtrace's eBPF object with aya-obj's public steps: parse, create
+//! the maps (with our configuration in `.rodata` and the sizes we chose),
+//! relocate and link each program, splice generated code into it (the pcap
+//! filter, the probe id) and load it with the program and attach type we
+//! need, which aya 0.14 cannot do (kprobe-multi, one object loaded as both
+//! `tp_btf` and `raw_tp`). aya's own loader did all of it a second time —
+//! most of a second in a TCG VM — for maps alone.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,11 +12,11 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use aya::{Ebpf, EbpfLoader, maps::Map};
-use aya_obj::{Object, generated::bpf_insn};
+use aya::maps::MapData;
+use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_insn};
 use tracer_common::{
     Config,
-    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL},
+    limits::{CLONING_ENTRIES, FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL, STACK_ENTRIES},
 };
 
 use crate::{filter::Insn, sys};
@@ -27,12 +28,38 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub struct MapSizes {
     pub ring_bytes: u32,
     pub track_entries: u32,
+    pub cloning_entries: u32,
+    pub stack_entries: u32,
+}
+
+impl MapSizes {
+    /// Maps of options not asked for get one entry: the kernel allocates
+    /// hash and stack maps whole at creation (16k stacks are 17 MB).
+    pub fn for_args(args: &crate::cli::Args) -> Self {
+        let track = args.filter_track_skb;
+        Self {
+            ring_bytes: args.ring_size * 1024,
+            track_entries: if track { args.track_entries } else { 1 },
+            cloning_entries: if track { CLONING_ENTRIES } else { 1 },
+            stack_entries: if args.output_stack { STACK_ENTRIES } else { 1 },
+        }
+    }
+
+    fn max_entries(&self, map: &str) -> Option<u32> {
+        match map {
+            "EVENTS" => Some(self.ring_bytes),
+            "TRACKED" => Some(self.track_entries),
+            "CLONING" => Some(self.cloning_entries),
+            "STACKS" => Some(self.stack_entries),
+            _ => None,
+        }
+    }
 }
 
 /// The object with its maps created and every program linked, ready to be
 /// loaded in as many copies as there are attach targets.
 pub struct Loader {
-    pub ebpf: Ebpf,
+    maps: HashMap<String, MapData>,
     /// Linked instructions per program name, with the filters spliced in but
     /// the probe id still a placeholder.
     programs: HashMap<String, Linked>,
@@ -53,39 +80,45 @@ pub struct LoadAs<'a> {
     pub probe_id: u32,
 }
 
-impl Loader {
-    pub fn new(config: &Config, sizes: &MapSizes, l2: &[Insn], l3: &[Insn]) -> anyhow::Result<Self> {
-        let started = std::time::Instant::now();
-        let ebpf = EbpfLoader::new()
-            .btf(None)
-            .override_global("CONFIG", config, true)
-            .map_max_entries("EVENTS", sizes.ring_bytes)
-            .map_max_entries("TRACKED", sizes.track_entries)
-            .load(OBJECT)
-            .context("creating the eBPF maps")?;
-        log::debug!("aya created the maps in {:?}", started.elapsed());
+/// Which programs a run can load: linking the others would only cost time
+/// (a third of a second in a TCG VM for all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programs {
+    Kprobes,
+    Tracepoints,
+}
 
+impl Programs {
+    fn includes(self, section: &ProgramSection) -> bool {
+        match self {
+            Self::Kprobes => matches!(section, ProgramSection::KProbe | ProgramSection::KRetProbe),
+            Self::Tracepoints => matches!(section, ProgramSection::RawTracePoint),
+        }
+    }
+}
+
+const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+
+impl Loader {
+    pub fn new(config: &Config, sizes: &MapSizes, programs: Programs, l2: &[Insn], l3: &[Insn]) -> anyhow::Result<Self> {
+        let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
-        log::debug!("object parsed at {:?}", started.elapsed());
+        log::debug!("object parsed in {:?}", started.elapsed());
         obj.patch_map_data(HashMap::from([("CONFIG", aya_obj_global(config))]))
             .context("writing the configuration into the eBPF object")?;
         replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;
         replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(l3))?;
 
-        let fds: HashMap<String, RawFd> = ebpf
-            .maps()
-            .map(|(name, map)| Ok((name.to_owned(), map_fd(map)?)))
-            .collect::<anyhow::Result<_>>()?;
+        let mut maps = HashMap::new();
+        let mut relocations: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();
+        for (name, map) in &obj.maps {
+            let created = create_map(name, map, sizes)?;
+            relocations.push((name.clone(), created.fd().as_fd().as_raw_fd(), map.clone()));
+            maps.insert(name.clone(), created);
+        }
+        log::debug!("maps created at {:?}", started.elapsed());
         let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
-        let maps: Vec<(String, RawFd, aya_obj::Map)> = obj
-            .maps
-            .iter()
-            .map(|(name, map)| {
-                let fd = *fds.get(name).ok_or_else(|| anyhow!("map {name} was not created"))?;
-                Ok((name.clone(), fd, map.clone()))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        obj.relocate_maps(maps.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
+        obj.relocate_maps(relocations.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)), &text_sections)
             .context("relocating map references")?;
 
         // Find the probe-id placeholder's body before linking, so that we can
@@ -96,6 +129,7 @@ impl Loader {
             .find(|f| f.name == PROBE_ID_SYMBOL)
             .map(|f| f.instructions.clone())
             .ok_or_else(|| anyhow!("the eBPF object has no {PROBE_ID_SYMBOL} function"))?;
+        obj.programs.retain(|_, program| programs.includes(&program.section));
         obj.relocate_calls(&text_sections).context("linking eBPF subprograms")?;
 
         let mut programs = HashMap::new();
@@ -105,7 +139,12 @@ impl Loader {
             let probe_id = find_body(&insns, &probe_id_body).map(|start| (start, start + probe_id_body.len()));
             programs.insert(name.clone(), Linked { insns, probe_id });
         }
-        Ok(Self { ebpf, programs })
+        Ok(Self { maps, programs })
+    }
+
+    /// Hands over a map, for reading it from user space.
+    pub fn take_map(&mut self, name: &str) -> anyhow::Result<MapData> {
+        self.maps.remove(name).ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
     }
 
     pub fn load(&self, how: &LoadAs<'_>) -> anyhow::Result<OwnedFd> {
@@ -183,18 +222,38 @@ fn find_body(haystack: &[bpf_insn], needle: &[bpf_insn]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle.as_slice())
 }
 
-fn map_fd(map: &Map) -> anyhow::Result<RawFd> {
-    let data = match map {
-        Map::Array(m)
-        | Map::HashMap(m)
-        | Map::LruHashMap(m)
-        | Map::PerCpuArray(m)
-        | Map::PerCpuHashMap(m)
-        | Map::RingBuf(m)
-        | Map::StackTraceMap(m) => m,
-        other => bail!("unexpected map type in the eBPF object: {other:?}"),
-    };
-    Ok(data.fd().as_fd().as_raw_fd())
+/// Creates one map with the size asked for; global data (`.rodata`,
+/// `.data`, `.bss`) gets its initial value, and `.rodata` is frozen so that
+/// the verifier can rely on the configuration in it.
+fn create_map(name: &str, map: &aya_obj::Map, sizes: &MapSizes) -> anyhow::Result<MapData> {
+    let mut map = map.clone();
+    if let Some(entries) = sizes.max_entries(name) {
+        map.set_max_entries(entries);
+    }
+    if map.map_type() == BPF_MAP_TYPE_RINGBUF {
+        // The kernel wants a power-of-two number of pages, and no value size.
+        let page = page_size();
+        map.set_max_entries(map.max_entries().div_ceil(page).next_power_of_two() * page);
+        map.set_value_size(0);
+    }
+    let global = matches!(map.section_kind(), EbpfSectionKind::Rodata | EbpfSectionKind::Data | EbpfSectionKind::Bss);
+    let data = global.then(|| map.data().to_vec());
+    let frozen = map.section_kind() == EbpfSectionKind::Rodata;
+    let created = MapData::create(map, name, None).with_context(|| format!("creating eBPF map {name}"))?;
+    if let Some(data) = data.filter(|d| !d.is_empty()) {
+        let fd = created.fd().as_fd().as_raw_fd();
+        sys::map_update_elem(fd, &0u32.to_ne_bytes(), &data).with_context(|| format!("initializing eBPF map {name}"))?;
+        if frozen {
+            sys::map_freeze(fd).with_context(|| format!("freezing eBPF map {name}"))?;
+        }
+    }
+    Ok(created)
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
 }
 
 fn encode(insns: &[Insn]) -> Vec<bpf_insn> {

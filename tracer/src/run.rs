@@ -1,5 +1,7 @@
 //! One run: validate, discover, load, attach, collect, detach.
 
+use std::os::fd::{AsRawFd as _, OwnedFd};
+
 use anyhow::{Context as _, anyhow, bail};
 use tracer_common::limits::SNAPLEN_MAX;
 
@@ -10,12 +12,13 @@ use crate::{
     config::{RunConfig, usage},
     filter,
     ksym,
-    loader::{Loader, MapSizes},
+    loader::{Loader, MapSizes, Programs},
     output,
     privileges,
     probes::{self, Attached, kprobe, kprobe_multi, tracepoint},
     resolve::DropReasons,
     stop::Stop,
+    sys,
 };
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -51,15 +54,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     btf.add_modules(&kmods)?;
 
     let mut loader = None;
+    let mut multi_program = None;
     if !args.list_funcs {
         let mut kernel_cfg = cfg.kernel;
         kernel_cfg.offsets = btf.offsets()?;
         kernel_cfg.wakeup_bytes = args.ring_size * 1024 / 16;
         kernel_cfg.filter_reads_l2 = l2.reads;
         kernel_cfg.filter_reads_l3 = l3.reads;
-        let sizes = MapSizes { ring_bytes: args.ring_size * 1024, track_entries: args.track_entries };
-        loader = Some(Loader::new(&kernel_cfg, &sizes, &l2.insns, &l3.insns)?);
+        let sizes = MapSizes::for_args(&args);
+        let programs = if backend == Backend::Tracepoint { Programs::Tracepoints } else { Programs::Kprobes };
+        let loaded = Loader::new(&kernel_cfg, &sizes, programs, &l2.insns, &l3.insns)?;
         log::debug!("maps created and programs linked at {:?}", started.elapsed());
+        // The kprobe-multi program needs no targets: the verifier checks it
+        // while ftrace's list is still being read.
+        if matches!(backend, Backend::Auto | Backend::KprobeMulti) {
+            multi_program = Some(kprobe_multi::load(&loaded));
+            log::debug!("kprobe-multi program loaded at {:?}", started.elapsed());
+        }
+        loader = Some(loaded);
     }
 
     let available = match available {
@@ -71,23 +83,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(mut loader) = loader else {
         return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
     };
-    let logger = if args.debug {
-        match aya_log::EbpfLogger::init(&mut loader.ebpf) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                log::warn!("eBPF diagnostics unavailable: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-
     // Everything the event loop needs is ready before the ready file says
     // so: events that wait unread make the eBPF side wake us harder.
     let reasons = DropReasons::from_btf(&btf);
     probes::raise_fd_limit();
-    let attached = plan.attach(&loader, args.verbose, args.filter_track_skb, &mut stop)?;
+    let attached = plan.attach(&loader, multi_program, args.verbose, args.filter_track_skb, &mut stop)?;
     log::debug!("attached at {:?}", started.elapsed());
     if stop.requested() {
         return Ok(());
@@ -95,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if attached.attached == 0 {
         bail!("nothing could be attached ({}); run with --verbose to see why", attached.summary());
     }
+    let logger = if args.debug { ebpf_logger(&attached) } else { None };
     let kallsyms = kallsyms.get()?;
     log::debug!("kallsyms read at {:?}", started.elapsed());
     // The BTF (megabytes) is not needed any more: free it and hand the pages
@@ -198,14 +199,24 @@ impl Plan {
         Ok(())
     }
 
-    fn attach(&self, loader: &Loader, verbose: bool, track_skb: bool, stop: &mut Stop) -> anyhow::Result<Attached> {
+    /// `multi_program`: the kprobe-multi program, loaded already, or why it
+    /// could not be.
+    fn attach(
+        &self,
+        loader: &Loader,
+        multi_program: Option<anyhow::Result<OwnedFd>>,
+        verbose: bool,
+        track_skb: bool,
+        stop: &mut Stop,
+    ) -> anyhow::Result<Attached> {
         let mut attached = Attached::default();
         let started = std::time::Instant::now();
         match self {
             Self::Tracepoints(targets) => tracepoint::attach(loader, targets, &mut attached)?,
             Self::Kprobes { backend: Backend::Kprobe, funcs, .. } => kprobe::attach(loader, funcs, &mut attached, stop)?,
             Self::Kprobes { backend, funcs, .. } => {
-                if let Err(e) = kprobe_multi::attach(loader, funcs, &mut attached, stop) {
+                let program = multi_program.unwrap_or_else(|| kprobe_multi::load(loader));
+                if let Err(e) = kprobe_multi::attach(program, loader, funcs, &mut attached, stop) {
                     if *backend == Backend::KprobeMulti {
                         return Err(e);
                     }
@@ -243,4 +254,14 @@ fn kprobe_targets(
     funcs.dedup_by(|a, b| a.name == b.name);
     let copies = kprobe::COPY_FUNCTIONS.iter().filter(|f| traceable(f)).map(|f| (*f).to_owned()).collect();
     (funcs, copies)
+}
+
+/// Reads what the eBPF programs log (`aya_log_ebpf`), found through a loaded
+/// program's maps.
+fn ebpf_logger(attached: &Attached) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+    let program = attached.programs.first()?;
+    let logger = sys::prog_id(program.as_raw_fd())
+        .map_err(anyhow::Error::from)
+        .and_then(|id| Ok(aya_log::EbpfLogger::init_from_id(id)?));
+    logger.inspect_err(|e| log::warn!("eBPF diagnostics unavailable: {e}")).ok()
 }

@@ -1,7 +1,8 @@
 //! The `bpf(2)` and `perf_event_open(2)` calls skbtrace makes itself, for
 //! what aya 0.14 cannot do: load a program whose instructions we changed,
 //! with the attach type we choose, and link it (kprobe-multi, tp_btf, raw_tp,
-//! perf-event kprobes). Everything else goes through aya.
+//! perf-event kprobes), and the two map calls that set up global data.
+//! Everything else goes through aya.
 
 use std::{
     ffi::CString,
@@ -9,7 +10,10 @@ use std::{
     os::fd::{FromRawFd as _, OwnedFd, RawFd},
 };
 
+pub const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 pub const BPF_PROG_LOAD: libc::c_long = 5;
+pub const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+pub const BPF_MAP_FREEZE: libc::c_long = 22;
 pub const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 pub const BPF_LINK_CREATE: libc::c_long = 28;
 
@@ -61,6 +65,50 @@ struct KprobeMultiLinkAttr {
     syms: u64,
     addrs: u64,
     cookies: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Sets one element; `key` and `value` must have the map's sizes.
+pub fn map_update_elem(map: RawFd, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        ..Default::default()
+    };
+    bpf_call(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+/// Makes a map read-only for user space, so the verifier may treat its
+/// contents as constants.
+pub fn map_freeze(map: RawFd) -> io::Result<()> {
+    let mut attr = MapElemAttr { map_fd: map as u32, ..Default::default() };
+    bpf_call(BPF_MAP_FREEZE, &mut attr).map(drop)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct InfoByFdAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// A loaded program's id (the start of `struct bpf_prog_info`: type, id).
+pub fn prog_id(prog: RawFd) -> io::Result<u32> {
+    let mut info = [0u32; 2];
+    let mut attr = InfoByFdAttr { bpf_fd: prog as u32, info_len: size_of_val(&info) as u32, info: info.as_mut_ptr() as u64 };
+    bpf_call(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info[1])
 }
 
 #[repr(C)]
@@ -145,14 +193,17 @@ pub fn prog_load(prog: &ProgLoad<'_>) -> Result<OwnedFd, LoadError> {
     }
 }
 
-/// Attaches a program loaded as `BPF_TRACE_KPROBE_MULTI` to every symbol in `syms`.
-pub fn link_kprobe_multi(prog: RawFd, syms: &[CString]) -> io::Result<OwnedFd> {
+/// Attaches a program loaded as `BPF_TRACE_KPROBE_MULTI` to every symbol in
+/// `syms`, each with its cookie (same order).
+pub fn link_kprobe_multi(prog: RawFd, syms: &[&CString], cookies: &[u64]) -> io::Result<OwnedFd> {
+    assert_eq!(syms.len(), cookies.len(), "one cookie per symbol");
     let ptrs: Vec<*const libc::c_char> = syms.iter().map(|s| s.as_ptr()).collect();
     let mut attr = KprobeMultiLinkAttr {
         prog_fd: prog as u32,
         attach_type: BPF_TRACE_KPROBE_MULTI,
         cnt: ptrs.len() as u32,
         syms: ptrs.as_ptr() as u64,
+        cookies: cookies.as_ptr() as u64,
         ..Default::default()
     };
     bpf(BPF_LINK_CREATE, &mut attr)

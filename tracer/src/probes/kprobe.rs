@@ -63,20 +63,23 @@ pub fn load_programs(
     keys.sort();
     keys.dedup();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let fds = in_parallel(&keys, workers, None, |_, (program, probe_id)| {
-        loader.load(&LoadAs {
-            program,
-            prog_type: sys::BPF_PROG_TYPE_KPROBE,
-            expected_attach_type,
-            attach_btf_id: 0,
-            probe_id: *probe_id,
-        })
-    });
+    let fds = in_parallel(&keys, workers, None, |_, key| load_program(loader, key, expected_attach_type));
     let mut out = HashMap::new();
     for (key, fd) in keys.into_iter().zip(fds) {
         out.insert(key, fd.expect("in_parallel runs every item without a stop")?);
     }
     Ok(out)
+}
+
+/// Loads the program [`program_for`] names.
+pub fn load_program(loader: &Loader, (program, probe_id): &(String, u32), expected_attach_type: u32) -> anyhow::Result<OwnedFd> {
+    loader.load(&LoadAs {
+        program,
+        prog_type: sys::BPF_PROG_TYPE_KPROBE,
+        expected_attach_type,
+        attach_btf_id: 0,
+        probe_id: *probe_id,
+    })
 }
 
 pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop: &mut Stop) -> anyhow::Result<()> {

@@ -1,71 +1,127 @@
-//! The kprobe-multi backend (Linux ≥ 5.18 with fprobe): one link per skb
-//! argument position carries all its functions, so attach and detach take
-//! seconds instead of minutes.
+//! The kprobe-multi backend (Linux ≥ 5.18 with fprobe): one program and one
+//! link carry every function, each told where its skb is by its cookie, so
+//! attach and detach take seconds instead of minutes.
 
-use std::{collections::BTreeMap, ffi::CString, os::fd::AsRawFd as _};
+use std::{
+    ffi::CString,
+    os::fd::{AsRawFd as _, OwnedFd},
+};
 
-use super::{Attached, in_parallel, kprobe};
+use tracer_common::cookie;
+
+use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS, kprobe};
 use crate::{btf::SkbFunc, loader::Loader, stop::Stop, sys};
 
-/// Attaches every function; a group the kernel refuses as a whole (one
-/// unprobeable symbol fails the link) is retried with single kprobes.
-/// Returns an error, with nothing attached, when the kernel cannot do
-/// kprobe-multi at all, so that `auto` can fall back to kprobes.
-pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop: &mut Stop) -> anyhow::Result<()> {
+const PROGRAM: &str = "kprobe_multi_skb";
+
+/// One function on the link.
+struct Target<'a> {
+    func: &'a SkbFunc,
+    name: CString,
+    cookie: u64,
+}
+
+/// Attaches every function to `program` (from [`load`]). The kernel refuses a link as a whole when one
+/// of its functions cannot be probed: such a link is split in two and each
+/// half tried again, and a function refused alone is tried as a single
+/// kprobe. Returns an error, with nothing attached, when the kernel cannot
+/// do kprobe-multi at all, so that `auto` can fall back to kprobes.
+pub fn attach(
+    program: anyhow::Result<OwnedFd>,
+    loader: &Loader,
+    funcs: &[SkbFunc],
+    attached: &mut Attached,
+    stop: &mut Stop,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let programs = kprobe::load_programs(loader, funcs, sys::BPF_TRACE_KPROBE_MULTI)?;
-    log::debug!("kprobe-multi programs loaded in {:?}", started.elapsed());
-    let mut groups: BTreeMap<(String, u32), Vec<&SkbFunc>> = BTreeMap::new();
-    for func in funcs {
-        groups.entry(kprobe::program_for(func)).or_default().push(func);
+    let program = program?;
+    let targets: Vec<Target<'_>> = funcs
+        .iter()
+        .filter_map(|func| Some(Target { func, name: CString::new(func.name.as_str()).ok()?, cookie: cookie_for(func) }))
+        .collect();
+    if targets.is_empty() {
+        return Ok(());
     }
-    let groups: Vec<_> = groups.into_iter().collect();
-    let link = |(key, group): &((String, u32), Vec<&SkbFunc>)| {
-        let syms: Vec<CString> = group.iter().filter_map(|f| CString::new(f.name.as_str()).ok()).collect();
-        sys::link_kprobe_multi(programs[key].as_raw_fd(), &syms)
-    };
-    // The first link tells whether the kernel has kprobe-multi at all; the
-    // others are made together, since the kernel resolves each one's
-    // symbols on its own.
-    let Some((first, rest)) = groups.split_first() else { return Ok(()) };
-    let first_link = match link(first) {
-        Err(e) if unsupported(&e) => return Err(anyhow::anyhow!("kprobe-multi is not supported by this kernel: {e}")),
-        result => result,
-    };
-    let progress = kprobe::Progress::new(funcs.len(), "attaching kprobe-multi");
-    for _ in &first.1 {
-        progress.inc();
-    }
-    let rest_links = in_parallel(rest, rest.len(), Some(stop), |_, group| {
-        let result = link(group);
-        for _ in &group.1 {
-            progress.inc();
+    let progress = kprobe::Progress::new(targets.len(), "attaching kprobe-multi");
+    let mut linker = Linker { prog: program.as_raw_fd(), attached: &mut *attached, refused: Vec::new(), progress: &progress };
+    // The first link tells whether the kernel has kprobe-multi at all.
+    let unsupported = match linker.try_link(&targets) {
+        Ok(()) => None,
+        Err(e) if unsupported(&e) => Some(e),
+        Err(e) => {
+            log::debug!("kprobe-multi refused the whole set ({e}); splitting it");
+            linker.split(&targets, stop);
+            None
         }
-        result
-    });
+    };
     progress.finish();
-    let mut links = Vec::new();
-    let mut retry = Vec::new();
-    for ((key, group), result) in groups.iter().zip(std::iter::once(Some(first_link)).chain(rest_links)) {
-        match result {
-            Some(Ok(link)) => links.push((link, group.len())),
-            Some(Err(e)) => {
-                log::debug!("kprobe-multi link for {} failed ({e}); retrying its functions one by one", key.0);
-                retry.extend(group.iter().map(|f| (*f).clone()));
-            }
-            // Stopped before this group.
-            None => {}
-        }
+    log::debug!("kprobe-multi linked at {:?}", started.elapsed());
+    let Linker { refused, .. } = linker;
+    if let Some(e) = unsupported {
+        return Err(anyhow::anyhow!("kprobe-multi is not supported by this kernel: {e}"));
     }
-    for (link, n) in links {
-        attached.links.push(link);
-        attached.attached += n;
-    }
-    attached.programs.extend(programs.into_values());
-    if !retry.is_empty() {
+    attached.programs.push(program);
+    if !refused.is_empty() {
+        log::debug!("{} functions refused on a kprobe-multi link; trying them as single kprobes", refused.len());
+        let retry: Vec<SkbFunc> = refused.into_iter().cloned().collect();
         kprobe::attach(loader, &retry, attached, stop)?;
     }
     Ok(())
+}
+
+/// Loads the program every function of the link runs.
+pub fn load(loader: &Loader) -> anyhow::Result<OwnedFd> {
+    kprobe::load_program(loader, &(PROGRAM.to_owned(), 0), sys::BPF_TRACE_KPROBE_MULTI)
+}
+
+/// Where the skb and the drop reason are, for the shared program.
+fn cookie_for(func: &SkbFunc) -> u64 {
+    let skb_arg = func.position - 1;
+    // Both drop functions take the reason right after the skb.
+    let reason_arg = DROP_FUNCTIONS.iter().any(|(name, _)| *name == func.name).then_some(skb_arg + 1);
+    cookie::encode(skb_arg, reason_arg, FREE_FUNCTIONS.contains(&func.name.as_str()))
+}
+
+struct Linker<'a, 'f> {
+    prog: i32,
+    attached: &'a mut Attached,
+    refused: Vec<&'f SkbFunc>,
+    progress: &'a kprobe::Progress,
+}
+
+impl<'f> Linker<'_, 'f> {
+    /// Links each half of `targets`, halving again what the kernel refuses.
+    fn split(&mut self, targets: &[Target<'f>], stop: &mut Stop) {
+        for half in [&targets[..targets.len() / 2], &targets[targets.len() / 2..]] {
+            if stop.requested() {
+                return;
+            }
+            if half.is_empty() {
+                continue;
+            }
+            match self.try_link(half) {
+                Ok(()) => {}
+                Err(e) if half.len() == 1 => {
+                    log::debug!("kprobe-multi refused {}: {e}", half[0].func.name);
+                    self.refused.push(half[0].func);
+                    self.progress.inc();
+                }
+                Err(_) => self.split(half, stop),
+            }
+        }
+    }
+
+    fn try_link(&mut self, targets: &[Target<'_>]) -> std::io::Result<()> {
+        let names: Vec<&CString> = targets.iter().map(|t| &t.name).collect();
+        let cookies: Vec<u64> = targets.iter().map(|t| t.cookie).collect();
+        let link = sys::link_kprobe_multi(self.prog, &names, &cookies)?;
+        self.attached.links.push(link);
+        self.attached.attached += targets.len();
+        for _ in targets {
+            self.progress.inc();
+        }
+        Ok(())
+    }
 }
 
 /// The kernel's internal ENOTSUPP, which some link paths leak to user space.
