@@ -240,6 +240,7 @@ mod tests {
         let mut p = JsonPrinter::new(&mut out);
         p.record(&record(&ev, &tuple)).unwrap();
         p.summary(1, 0).unwrap();
+        drop(p);
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
         let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();

@@ -14,13 +14,23 @@ use crate::decode::push_tcp_flag_names;
 
 pub struct JsonPrinter<W: Write> {
     out: W,
-    /// One line, reused: no allocation per event.
-    line: String,
+    /// Lines not yet written: they go to `out` a block at a time, and on
+    /// every flush.
+    pending: String,
 }
+
+/// One write per this many bytes of lines rather than one per line.
+const BLOCK: usize = 32 * 1024;
 
 impl<W: Write> JsonPrinter<W> {
     pub fn new(out: W) -> Self {
-        Self { out, line: String::with_capacity(1024) }
+        Self { out, pending: String::with_capacity(BLOCK + 4096) }
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        let result = self.out.write_all(self.pending.as_bytes());
+        self.pending.clear();
+        result
     }
 }
 
@@ -103,8 +113,7 @@ impl<W: Write> Printer for JsonPrinter<W> {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         let ev = rec.ev;
         let t = rec.tuple;
-        let out = &mut self.line;
-        out.clear();
+        let out = &mut self.pending;
         // The first member of an object has no comma before it.
         plain(out, "{\"skb\":", |out| push_hex(out, ev.skb, 0));
         num(out, key!("cpu"), ev.cpu);
@@ -160,15 +169,28 @@ impl<W: Write> Printer for JsonPrinter<W> {
             push_str(out, frame);
         }
         out.push_str("]}\n");
-        self.out.write_all(out.as_bytes())
+        if out.len() >= BLOCK {
+            self.write_pending()?;
+        }
+        Ok(())
     }
 
     fn summary(&mut self, printed: u64, lost: u64) -> io::Result<()> {
+        self.write_pending()?;
         writeln!(self.out, r#"{{"summary":{{"events":{printed},"lost":{lost}}}}}"#)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         self.out.flush()
+    }
+}
+
+impl<W: Write> Drop for JsonPrinter<W> {
+    /// Lines of a run that ended without a flush (an error) still go out.
+    fn drop(&mut self) {
+        let _ = self.write_pending();
+        let _ = self.out.flush();
     }
 }
 
