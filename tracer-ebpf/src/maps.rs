@@ -19,9 +19,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// An event, and room after it: packet bytes are copied in two parts (what
-/// the filter reads, then the rest), and the verifier cannot relate the
-/// second part's start to its length, so it must see room for both bounds.
+/// An event, and room after it: `Packet::copy` can extend an earlier copy,
+/// and the verifier cannot relate the second part's start to its length,
+/// so it must see room for both bounds.
 #[repr(C)]
 pub struct Scratch {
     pub event: Event,

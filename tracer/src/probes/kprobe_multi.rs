@@ -21,11 +21,12 @@ struct Target<'a> {
     cookie: u64,
 }
 
-/// Attaches every function to `program` (from [`load`]). The kernel refuses a link as a whole when one
-/// of its functions cannot be probed: such a link is split in two and each
-/// half tried again, and a function refused alone is tried as a single
-/// kprobe. Returns an error, with nothing attached, when the kernel cannot
-/// do kprobe-multi at all, so that `auto` can fall back to kprobes.
+/// Attaches every function to `program` (from [`load`]). The kernel
+/// refuses a link as a whole when one of its functions cannot be probed:
+/// such a link is split in two and each half tried again, and a function
+/// refused alone is tried as a single kprobe. Returns an error, with
+/// nothing attached, when the kernel cannot do kprobe-multi at all, so that
+/// `auto` can fall back to kprobes.
 pub fn attach(
     program: anyhow::Result<OwnedFd>,
     loader: &Loader,
@@ -43,7 +44,9 @@ pub fn attach(
         return Ok(());
     }
     let progress = kprobe::Progress::new(targets.len(), "attaching kprobe-multi");
-    let mut linker = Linker { prog: program.as_raw_fd(), attached: &mut *attached, refused: Vec::new(), progress: &progress };
+    let prog = program.as_raw_fd();
+    let mut link = |names: &[&CString], cookies: &[u64]| sys::link_kprobe_multi(prog, names, cookies);
+    let mut linker = Linker { link: &mut link, attached: &mut *attached, refused: Vec::new(), progress: &progress };
     // The first link tells whether the kernel has kprobe-multi at all.
     let unsupported = match linker.try_link(&targets) {
         Ok(()) => None,
@@ -82,8 +85,11 @@ fn cookie_for(func: &SkbFunc) -> u64 {
     cookie::encode(skb_arg, reason_arg, FREE_FUNCTIONS.contains(&func.name.as_str()))
 }
 
+/// Makes one link: symbols and their cookies, in the same order.
+type LinkFn<'a> = dyn FnMut(&[&CString], &[u64]) -> std::io::Result<OwnedFd> + 'a;
+
 struct Linker<'a, 'f> {
-    prog: i32,
+    link: &'a mut LinkFn<'a>,
     attached: &'a mut Attached,
     refused: Vec<&'f SkbFunc>,
     progress: &'a kprobe::Progress,
@@ -114,7 +120,7 @@ impl<'f> Linker<'_, 'f> {
     fn try_link(&mut self, targets: &[Target<'_>]) -> std::io::Result<()> {
         let names: Vec<&CString> = targets.iter().map(|t| &t.name).collect();
         let cookies: Vec<u64> = targets.iter().map(|t| t.cookie).collect();
-        let link = sys::link_kprobe_multi(self.prog, &names, &cookies)?;
+        let link = (self.link)(&names, &cookies)?;
         self.attached.links.push(link);
         self.attached.attached += targets.len();
         for _ in targets {
@@ -129,4 +135,58 @@ const ENOTSUPP: i32 = 524;
 
 fn unsupported(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL | ENOTSUPP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn func(name: &str) -> SkbFunc {
+        SkbFunc { name: name.to_owned(), position: 1, module: String::new() }
+    }
+
+    #[test]
+    fn refused_functions_are_split_off_and_the_rest_linked() {
+        let funcs: Vec<SkbFunc> = (0..100).map(|i| func(&format!("f{i}"))).collect();
+        let targets: Vec<Target<'_>> =
+            funcs.iter().map(|f| Target { func: f, name: CString::new(f.name.as_str()).unwrap(), cookie: 0 }).collect();
+        // A kernel that refuses any link holding one of these.
+        let bad = ["f3", "f4", "f57", "f99"];
+        let mut calls = 0;
+        let mut link = |names: &[&CString], cookies: &[u64]| {
+            calls += 1;
+            assert_eq!(names.len(), cookies.len());
+            if names.iter().any(|n| bad.contains(&n.to_str().unwrap())) {
+                Err(std::io::Error::from_raw_os_error(libc::ESRCH))
+            } else {
+                std::fs::File::open("/dev/null").map(OwnedFd::from)
+            }
+        };
+        let mut attached = Attached::default();
+        let progress = kprobe::Progress::new(targets.len(), "test");
+        let mut linker = Linker { link: &mut link, attached: &mut attached, refused: Vec::new(), progress: &progress };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _runtime = rt.enter();
+        assert!(linker.try_link(&targets).is_err());
+        linker.split(&targets, &mut Stop::install().unwrap());
+        let mut refused: Vec<&str> = linker.refused.iter().map(|f| f.name.as_str()).collect();
+        refused.sort();
+        assert_eq!(refused, ["f3", "f4", "f57", "f99"]);
+        assert_eq!(attached.attached, 96);
+        // Each refused function costs about one link per halving.
+        assert!(calls <= 1 + 4 * 2 * 7, "{calls} links tried");
+    }
+
+    #[test]
+    fn cookies_say_where_the_skb_and_the_reason_are() {
+        let mut drop = func("sk_skb_reason_drop");
+        drop.position = 2;
+        let c = cookie_for(&drop);
+        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (1, Some(2), false));
+        let c = cookie_for(&func("kfree_skbmem"));
+        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (0, None, true));
+        let mut third = func("ip_rcv_finish");
+        third.position = 3;
+        assert_eq!(cookie::skb_arg(cookie_for(&third)), 2);
+    }
 }
