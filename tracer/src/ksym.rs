@@ -21,21 +21,40 @@ pub struct Loading {
 }
 
 impl Loading {
+    /// Starts reading on a thread.
     pub fn start() -> anyhow::Result<Self> {
-        let thread = std::thread::Builder::new()
-            .name("kallsyms".into())
-            .spawn(Kallsyms::load)
-            .context("starting a thread to read /proc/kallsyms")?;
-        Ok(Self { thread: Some(thread), loaded: None })
+        let mut loading = Self::later();
+        loading.begin()?;
+        Ok(loading)
     }
 
-    /// Waits for the symbols.
+    /// Reads nothing until [`begin`](Self::begin) or [`get`](Self::get).
+    pub fn later() -> Self {
+        Self { thread: None, loaded: None }
+    }
+
+    /// Starts reading on a thread, unless that has begun or is done.
+    pub fn begin(&mut self) -> anyhow::Result<()> {
+        if self.thread.is_none() && self.loaded.is_none() {
+            let thread = std::thread::Builder::new()
+                .name("kallsyms".into())
+                .spawn(Kallsyms::load)
+                .context("starting a thread to read /proc/kallsyms")?;
+            self.thread = Some(thread);
+        }
+        Ok(())
+    }
+
+    /// Waits for the symbols, reading them here if nothing has begun.
     pub fn get(&mut self) -> anyhow::Result<&Kallsyms> {
         if let Some(thread) = self.thread.take() {
             let loaded = thread.join().map_err(|_| anyhow::anyhow!("reading /proc/kallsyms failed"))??;
             self.loaded = Some(loaded);
         }
-        Ok(self.loaded.as_ref().expect("joined above"))
+        if self.loaded.is_none() {
+            self.loaded = Some(Kallsyms::load()?);
+        }
+        Ok(self.loaded.as_ref().expect("loaded above"))
     }
 }
 
@@ -124,5 +143,22 @@ mod tests {
         assert_eq!(k.describe(0x10), "0x10");
         assert!(k.names().contains("ip_rcv"));
         assert!(!k.names().contains("data_thing"));
+    }
+
+    #[test]
+    fn module_lines_short_addresses_and_any_order_parse() {
+        let k = Kallsyms::parse(
+            "ffffffffc0a01000 t br_handle_frame\t[bridge]\n\
+             c1000000 T ip_rcv\n\
+             ffffffff81000300 W weak_one\n\
+             ffffffffc0a01010 t garbage_\u{7f}\n\
+             not a line\n\
+             ffffffffzz000000 T bad_hex\n",
+        );
+        assert_eq!(k.describe(0xffffffffc0a01004), "br_handle_frame+0x4");
+        assert_eq!(k.describe(0xc1000000), "ip_rcv");
+        assert_eq!(k.describe(0xffffffff81000300), "weak_one");
+        assert!(k.names().contains("br_handle_frame"));
+        assert!(!k.names().contains("bad_hex"));
     }
 }

@@ -37,10 +37,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // The kernel prints /proc/kallsyms and ftrace's function list slower
     // than we read BTF and create maps (seconds in an emulated VM): read
-    // them on threads of their own meanwhile.
+    // them on threads of their own meanwhile. Kprobes need ftrace's list
+    // to choose targets, and kallsyms (names for events) only once events
+    // come: it starts after the targets, so that on two CPUs it does not
+    // slow the start-up down.
     let started = std::time::Instant::now();
     let backend = choose_backend(args.backend)?;
-    let mut kallsyms = ksym::Loading::start()?;
+    let mut kallsyms = match backend {
+        Backend::Tracepoint => ksym::Loading::start()?,
+        _ => ksym::Loading::later(),
+    };
     let available = (backend != Backend::Tracepoint)
         .then(|| std::thread::Builder::new().name("tracefs".into()).spawn(ksym::available_filter_functions))
         .transpose()
@@ -83,8 +89,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(mut loader) = loader else {
         return plan.list(&mut std::io::stdout().lock()).context("writing the function list");
     };
-    // Everything the event loop needs is ready before the ready file says
-    // so: events that wait unread make the eBPF side wake us harder.
+    kallsyms.begin()?;
+    // What the event loop needs is ready before the ready file says so
+    // (events that wait unread make the eBPF side wake us harder), except,
+    // with kprobes, the kernel's symbols: they are read while attaching.
     let reasons = DropReasons::from_btf(&btf);
     probes::raise_fd_limit();
     let attached = plan.attach(&loader, multi_program, args.verbose, args.filter_track_skb, &mut stop)?;
@@ -96,8 +104,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("nothing could be attached ({}); run with --verbose to see why", attached.summary());
     }
     let logger = if args.debug { ebpf_logger(&attached) } else { None };
-    let kallsyms = kallsyms.get()?;
-    log::debug!("kallsyms read at {:?}", started.elapsed());
     // The BTF (megabytes) is not needed any more: free it and hand the pages
     // back, so that a long trace stays small.
     drop(btf);
@@ -106,6 +112,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.ready_file {
         std::fs::write(path, b"ready\n").with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
+    // Events wait in the ring buffer until the symbols that name them are in.
+    let kallsyms = kallsyms.get()?;
+    log::debug!("kallsyms read at {:?}", started.elapsed());
 
     collect::run(&rt, &mut stop, &mut loader, logger, &attached, kallsyms, &reasons, sinks, &args)
 }

@@ -88,8 +88,7 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop:
     let prog_fds: HashMap<(String, u32), RawFd> = programs.iter().map(|(k, v)| (k.clone(), v.as_raw_fd())).collect();
     let progress = Progress::new(funcs.len(), "attaching kprobes");
 
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
-    let results = in_parallel(funcs, workers, Some(stop), |_, func| {
+    let results = in_parallel(funcs, workers(), Some(stop), |_, func| {
         let prog = prog_fds[&program_for(func)];
         let result = CString::new(func.name.as_str())
             .map_err(std::io::Error::other)
@@ -111,6 +110,12 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop:
         }
     }
     Ok(())
+}
+
+/// Threads that attach, and detach, kprobes: each waits on the kernel, whose
+/// locks take them one at a time, so a few per CPU keep it busy.
+pub fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
 }
 
 /// Functions that copy an skb; `--filter-track-skb` follows the copy.
