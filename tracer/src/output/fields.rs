@@ -6,8 +6,15 @@ use std::net::IpAddr;
 
 use crate::decode::Proto;
 
-pub fn push_num(out: &mut String, n: impl itoa::Integer) {
-    out.push_str(itoa::Buffer::new().format(n));
+pub fn push_num(out: &mut String, n: impl Into<u64>) {
+    let n: u64 = n.into();
+    // CPU, mark, ifindex, reason code: often one digit, which is cheaper
+    // pushed than formatted and copied.
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+    } else {
+        out.push_str(itoa::Buffer::new().format(n));
+    }
 }
 
 /// `0x` and the lowercase hex digits of `n`, at least `min_digits` of them.
@@ -96,6 +103,11 @@ mod tests {
             let mut s = String::new();
             push_hex(&mut s, n, min);
             assert_eq!(s, format!("{n:#0width$x}", width = min + 2));
+        }
+        for n in [0u64, 7, 9, 10, 99, 4026531840, u64::MAX] {
+            let mut s = String::new();
+            push_num(&mut s, n);
+            assert_eq!(s, n.to_string());
         }
         for addr in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "100.9.10.199", "2001:db8::1", "::ffff:10.0.0.1"] {
             let mut s = String::new();

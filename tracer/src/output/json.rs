@@ -84,7 +84,7 @@ macro_rules! key {
 
 // Inlined, so that the literal key's copy is a few moves, not a memcpy call.
 #[inline(always)]
-fn num(out: &mut String, key: &str, n: impl itoa::Integer) {
+fn num(out: &mut String, key: &str, n: impl Into<u64>) {
     out.push_str(key);
     push_num(out, n);
 }
