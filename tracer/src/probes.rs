@@ -76,7 +76,7 @@ const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
 /// to pass a quiescent state: microseconds instead of milliseconds. In a
 /// TCG VM this took detaching 1,463 kprobes from 59 s to 38 s (attaching
 /// them takes 40 s). Does nothing where the setting is already on or cannot
-/// be written.
+/// be written. Only a SIGKILL during the detach can leave it on.
 struct ExpeditedRcu {
     enabled: bool,
 }

@@ -1,7 +1,7 @@
 //! The `bpf(2)` and `perf_event_open(2)` calls skbtrace makes itself, for
 //! what aya 0.14 cannot do: load a program whose instructions we changed,
 //! with the attach type we choose, and link it (kprobe-multi, tp_btf, raw_tp,
-//! perf-event kprobes), and the two map calls that set up global data.
+//! perf-event kprobes); set up global data maps; and find a program's id.
 //! Everything else goes through aya.
 
 use std::{
@@ -13,8 +13,8 @@ use std::{
 pub const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 pub const BPF_PROG_LOAD: libc::c_long = 5;
 pub const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-pub const BPF_MAP_FREEZE: libc::c_long = 22;
 pub const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+pub const BPF_MAP_FREEZE: libc::c_long = 22;
 pub const BPF_LINK_CREATE: libc::c_long = 28;
 
 pub const BPF_PROG_TYPE_KPROBE: u32 = 2;
