@@ -54,16 +54,12 @@ pub fn program_for(func: &SkbFunc) -> (String, u32) {
 
 /// Loads each program the functions need once, in parallel: each load is a
 /// verifier run, which takes a while on a slow machine.
-pub fn load_programs(
-    loader: &Loader,
-    funcs: &[SkbFunc],
-    expected_attach_type: u32,
-) -> anyhow::Result<HashMap<(String, u32), OwnedFd>> {
+fn load_programs(loader: &Loader, funcs: &[SkbFunc]) -> anyhow::Result<HashMap<(String, u32), OwnedFd>> {
     let mut keys: Vec<(String, u32)> = funcs.iter().map(program_for).collect();
     keys.sort();
     keys.dedup();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let fds = in_parallel(&keys, workers, None, |_, key| load_program(loader, key, expected_attach_type));
+    let fds = in_parallel(&keys, workers, None, |_, key| load_program(loader, key, 0));
     let mut out = HashMap::new();
     for (key, fd) in keys.into_iter().zip(fds) {
         out.insert(key, fd.expect("in_parallel runs every item without a stop")?);
@@ -84,7 +80,7 @@ pub fn load_program(loader: &Loader, (program, probe_id): &(String, u32), expect
 
 pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop: &mut Stop) -> anyhow::Result<()> {
     let pmu = pmu_type()?;
-    let programs = load_programs(loader, funcs, 0)?;
+    let programs = load_programs(loader, funcs)?;
     let prog_fds: HashMap<(String, u32), RawFd> = programs.iter().map(|(k, v)| (k.clone(), v.as_raw_fd())).collect();
     let progress = Progress::new(funcs.len(), "attaching kprobes");
 
