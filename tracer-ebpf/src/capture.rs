@@ -192,8 +192,10 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         if verdict == 0 {
             return false;
         }
+    } else {
+        packet.copy(ev, cfg.snaplen);
     }
-    packet.copy(ev, cfg.snaplen);
+    // The filter may have needed more than the snap length.
     if ev.cap_len as u32 > cfg.snaplen {
         ev.cap_len = cfg.snaplen as u16;
     }
@@ -299,29 +301,17 @@ impl Packet {
         Self { start, len: tail - offset, capture, data_offset }
     }
 
-    /// Extends the copy in `ev.data` to `want` bytes (as far as the packet
-    /// goes); on a failed read the event says nothing was captured.
+    /// Copies the packet's first `want` bytes (as far as the packet goes)
+    /// into `ev.data`; on a failed read the event says nothing was captured.
     #[inline(always)]
     fn copy(&self, ev: &mut Event, want: u32) {
-        let have = ev.cap_len as u32;
         let want = want.min(self.len).min(SNAPLEN_MAX as u32);
-        if want <= have {
-            return;
-        }
-        // Masks give the verifier bounds it can follow (`from` < 256, `n` <
-        // 512; both change nothing here), and `maps::Scratch` has room
-        // after `data` for the largest sum. LLVM knows have < want ≤ 256
-        // and would drop the masks; older verifiers cannot learn that from
-        // the comparison above: the volatile reads hide it from LLVM.
-        let from = unsafe { read_volatile(&have) } & (SNAPLEN_MAX as u32 - 1);
-        let n = unsafe { read_volatile(&(want - from)) } & (2 * SNAPLEN_MAX as u32 - 1);
-        let ret = unsafe {
-            bpf_probe_read_kernel(
-                ev.data.as_mut_ptr().add(from as usize).cast(),
-                n,
-                (self.start + from as u64) as *const _,
-            )
-        };
+        // The mask gives the verifier a bound it can follow (it changes
+        // nothing here), and `maps::Scratch` has room after `data` for it.
+        // LLVM knows want ≤ 256 and would drop the mask; older verifiers
+        // cannot learn that from the `min`: the volatile read hides it.
+        let n = unsafe { read_volatile(&want) } & (2 * SNAPLEN_MAX as u32 - 1);
+        let ret = unsafe { bpf_probe_read_kernel(ev.data.as_mut_ptr().cast(), n, self.start as *const _) };
         if ret == 0 {
             ev.cap_len = want as u16;
         } else {

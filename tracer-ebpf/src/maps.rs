@@ -19,13 +19,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// An event, and room after it: `Packet::copy` can extend an earlier copy,
-/// and the verifier cannot relate the second part's start to its length,
-/// so it must see room for both bounds.
+/// An event, and room after it: the verifier knows `Packet::copy`'s length
+/// only as a mask's bound, 511, and must see room for that much.
 #[repr(C)]
 pub struct Scratch {
     pub event: Event,
-    pub slack: [u8; 2 * SNAPLEN_MAX],
+    pub slack: [u8; SNAPLEN_MAX],
 }
 
 /// Per-CPU copy of the first bytes of the current `struct sk_buff`: one
