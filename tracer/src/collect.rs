@@ -99,9 +99,9 @@ pub fn run(
     sinks.summary(state.printed, lost)?;
     sinks.flush()?;
     if lost > 0 {
-        eprintln!("skbtrace: lost {lost} events (the ring buffer was full; try a larger --ring-size or a narrower filter)");
+        note!("lost {lost} events (the ring buffer was full; try a larger --ring-size or a narrower filter)");
     }
-    eprintln!("skbtrace: {} events", state.printed);
+    note!("{} events", state.printed);
     Ok(())
 }
 

@@ -1,5 +1,14 @@
 //! skbtrace: where did my packet go?
 
+/// One `skbtrace: …` line on stderr. Unlike `eprintln!`, a closed stderr
+/// (`skbtrace 2>&1 | head`) drops the line instead of panicking.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "skbtrace: {}", format_args!($($arg)*));
+    }};
+}
+
 mod btf;
 mod cli;
 mod collect;
@@ -43,7 +52,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("skbtrace: {e:#}");
+            note!("{e:#}");
             if e.downcast_ref::<config::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

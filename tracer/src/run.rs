@@ -124,8 +124,8 @@ fn choose_backend(requested: Backend) -> anyhow::Result<Backend> {
     match requested {
         Backend::Kprobe | Backend::KprobeMulti if !kprobes => Err(kprobe::NoKprobes.into()),
         Backend::Auto if !kprobes => {
-            eprintln!(
-                "skbtrace: this kernel has no kprobes; using its networking tracepoints instead \
+            note!(
+                "this kernel has no kprobes; using its networking tracepoints instead \
                  (drops, receive and transmit points are visible; functions in between are not)"
             );
             Ok(Backend::Tracepoint)
@@ -237,10 +237,10 @@ impl Plan {
         if let (true, Self::Kprobes { copies, .. }) = (track_skb, self) {
             kprobe::attach_clone_tracking(loader, copies, &mut attached)?;
         }
-        eprintln!("skbtrace: {} in {:.1}s", attached.summary(), started.elapsed().as_secs_f64());
+        note!("{} in {:.1}s", attached.summary(), started.elapsed().as_secs_f64());
         if verbose {
             for (name, why) in &attached.skipped {
-                eprintln!("skbtrace: skipped {name}: {why}");
+                note!("skipped {name}: {why}");
             }
         }
         Ok(attached)

@@ -49,6 +49,13 @@ enum Cmd {
         /// Put the release build of skbtrace in the VM.
         #[arg(long)]
         release: bool,
+        /// Also copy this host file to /test/ (an ELF brings its shared
+        /// libraries), e.g. `--copy /usr/bin/perf` to profile the guest kernel.
+        #[arg(long, value_name = "PATH")]
+        copy: Vec<PathBuf>,
+        /// Kill the VM after this many seconds (boot, script and power-off).
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        timeout: u64,
         #[arg(last = true, required = true)]
         script: Vec<String>,
     },
@@ -82,7 +89,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             run_as_root(&bin, &args)
         }
         Cmd::Test { args } => test(&args),
-        Cmd::Vm { kernel, release, script } => vm(&kernel, release, &script),
+        Cmd::Vm { kernel, release, copy, timeout, script } => vm(&kernel, release, copy, timeout, &script),
         Cmd::Demo => {
             let bin = build(false)?;
             demo::run(&bin)
@@ -167,12 +174,14 @@ fn udpsend() -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target/debug/udpsend"))
 }
 
-fn vm(kernel: &str, release: bool, script: &[String]) -> anyhow::Result<ExitCode> {
+fn vm(kernel: &str, release: bool, copy: Vec<PathBuf>, timeout: u64, script: &[String]) -> anyhow::Result<ExitCode> {
     let bin = build(release)?;
     let (path, args) = script.split_first().context("no script given")?;
     let mut opts = xtask::vm::VmOptions::new(kernel.parse()?, bin, path);
     opts.args = args.to_vec();
     opts.copy = vec![workspace_root().join("tests/vm"), udpsend()?];
+    opts.copy.extend(copy);
+    opts.timeout = std::time::Duration::from_secs(timeout);
     opts.stream_output = true;
     let out = xtask::vm::run(&opts)?;
     eprintln!(

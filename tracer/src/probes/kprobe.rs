@@ -154,7 +154,7 @@ pub struct Progress(Option<ProgressBar>);
 impl Progress {
     pub fn new(total: usize, what: &str) -> Self {
         if !std::io::stderr().is_terminal() {
-            eprintln!("skbtrace: {what}: {total} targets");
+            note!("{what}: {total} targets");
             return Self(None);
         }
         let bar = ProgressBar::new(total as u64);

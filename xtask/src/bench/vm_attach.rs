@@ -17,7 +17,8 @@ use super::markdown::Table;
 pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
     let root = workspace_root();
     let mut table = Table::new(&[
-        "kernel", "backend", "functions", "ready (s)", "detach (s)", "attach/s", "detach/s", "VmHWM (MiB)",
+        "kernel", "backend", "functions", "ready (s)", "attach (s)", "detach (s)", "stop (s)", "attach/s", "detach/s",
+        "VmHWM (MiB)",
     ]);
     // Runs vary by up to a tenth under TCG: three of each.
     for (kernel, backends) in [
@@ -36,21 +37,28 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
             let f: HashMap<&str, &str> = line.split(' ').filter_map(|kv| kv.split_once('=')).collect();
             let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
             let n = num("functions");
+            let attach = num("attach_in");
+            // One kprobe-multi link closes at once, without a line of its own.
+            let detach = if f.get("detach_in").is_some_and(|v| !v.is_empty()) { num("detach_in") } else { num("detach_s") };
             table.row(vec![
                 kernel.to_string(),
                 f.get("backend").copied().unwrap_or("?").to_owned(),
                 format!("{n:.0}"),
                 format!("{:.1}", num("attach_s")),
+                format!("{attach:.1}"),
+                format!("{detach:.1}"),
                 format!("{:.1}", num("detach_s")),
-                format!("{:.0}", n / num("attach_s").max(0.001)),
-                format!("{:.0}", n / num("detach_s").max(0.001)),
+                format!("{:.0}", n / attach.max(0.001)),
+                format!("{:.0}", n / detach.max(0.001)),
                 format!("{:.1}", num("rss_kib") / 1024.0),
             ]);
         }
     }
     Ok(format!(
         "{header}\n\nqemu TCG, 2 vCPUs, 2 GiB; release build; expression `udp and port 9`; one row per run. *ready* is from \
-         spawn to `--ready-file` (BTF, discovery, load and attach); *detach* from SIGINT to exit. pwru 1.0.12 \
+         spawn to `--ready-file` (BTF, discovery, load and attach); *attach* and *detach* are skbtrace's own \
+         `attached … in` and `detached … in` (for one kprobe-multi link, detach is *stop*); *stop* is from SIGINT \
+         to exit; the rates are from *attach* and *detach*. pwru 1.0.12 \
          in the same VM: ~55 s to attach ~1,400 kprobes one by one and as long to detach; ~10 s to be ready \
          with kprobe-multi, under 1 s to detach.\n\n{}",
         table.render()
