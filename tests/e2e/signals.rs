@@ -1,5 +1,6 @@
 //! Ending cleanly: SIGTERM, SIGINT when a script started skbtrace in the
-//! background (SIGINT begins ignored there), and a reader that goes away.
+//! background (SIGINT begins ignored there), and a reader that goes away
+//! (of standard output, or of standard error too).
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -111,4 +112,48 @@ fn closed_pipe_ends_quietly() {
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).ok();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
+
+/// `skbtrace 2>&1 | head -1`: stdout and stderr are one pipe, and its reader
+/// is gone before skbtrace writes its closing lines ("N events").
+#[test]
+fn closed_stderr_is_not_a_crash() {
+    if !require_root("closed_stderr_is_not_a_crash") {
+        return;
+    }
+    let ready = std::env::temp_dir().join(format!("skbtrace-stderr-{}.ready", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let mut child = Command::new(cmd::bin())
+        .args(["--filter-func", "kfree_skb", "--ready-file"])
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting skbtrace");
+    let started = Instant::now();
+    while !ready.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    err.read_line(&mut first).expect("a first stderr line");
+    assert!(first.starts_with("skbtrace: "), "{first}");
+    drop(err);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("polling") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("skbtrace did not end after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_file(&ready);
+    // A panic writing to the closed stderr would be exit status 101.
+    assert_eq!(status.code(), Some(0));
 }
