@@ -48,24 +48,12 @@ fn sigint_works_when_it_began_ignored() {
         });
     }
     let mut child = child.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starting skbtrace");
-    let started = Instant::now();
-    while !ready.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(status) = cmd::wait_for_ready(&mut child, &ready, Duration::from_secs(60)) {
+        panic!("skbtrace exited ({status}) before it was ready");
     }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("polling") {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("skbtrace ignored SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = cmd::wait_for_exit(&mut child, Duration::from_secs(30), "skbtrace ignored SIGINT");
     let _ = std::fs::remove_file(&ready);
     assert_eq!(status.code(), Some(0));
 }
@@ -85,10 +73,8 @@ fn closed_pipe_ends_quietly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting skbtrace");
-    let started = Instant::now();
-    while !ready.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(status) = cmd::wait_for_ready(&mut child, &ready, Duration::from_secs(60)) {
+        panic!("skbtrace exited ({status}) before it was ready");
     }
     // Read the header, then go away like `| head -1` does.
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
@@ -130,10 +116,8 @@ fn closed_stderr_is_not_a_crash() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting skbtrace");
-    let started = Instant::now();
-    while !ready.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(status) = cmd::wait_for_ready(&mut child, &ready, Duration::from_secs(60)) {
+        panic!("skbtrace exited ({status}) before it was ready");
     }
     let mut err = BufReader::new(child.stderr.take().expect("stderr"));
     let mut first = String::new();
@@ -142,17 +126,7 @@ fn closed_stderr_is_not_a_crash() {
     drop(err);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("polling") {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("skbtrace did not end after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = cmd::wait_for_exit(&mut child, Duration::from_secs(30), "skbtrace did not end after SIGINT");
     let _ = std::fs::remove_file(&ready);
     // A panic writing to the closed stderr would be exit status 101.
     assert_eq!(status.code(), Some(0));

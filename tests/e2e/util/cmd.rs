@@ -2,8 +2,8 @@
 //! than on sleeps.
 
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
@@ -21,6 +21,36 @@ pub fn bin() -> PathBuf {
 /// Runs skbtrace to completion with `args`.
 pub fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).stdin(Stdio::null()).output().expect("running skbtrace")
+}
+
+/// Waits until `child` writes its `--ready-file`; fails the test after
+/// `limit`, and returns the exit status if it exits before it is ready.
+pub fn wait_for_ready(child: &mut Child, ready: &Path, limit: Duration) -> Result<(), ExitStatus> {
+    let started = Instant::now();
+    while !ready.exists() {
+        if let Some(status) = child.try_wait().expect("polling skbtrace") {
+            return Err(status);
+        }
+        assert!(started.elapsed() < limit, "skbtrace not ready after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Waits for `child` to exit; after `limit` kills it and fails the test
+/// with `why`.
+pub fn wait_for_exit(child: &mut Child, limit: Duration, why: &str) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("polling skbtrace") {
+            return s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{why}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -78,15 +108,10 @@ impl Tracer {
     }
 
     fn wait_ready(&mut self) {
-        let started = Instant::now();
-        while !self.ready.exists() {
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("polling skbtrace") {
-                let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-                panic!("skbtrace exited ({status}) before it was ready:\n{err}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "skbtrace not ready after 120 s");
-            std::thread::sleep(Duration::from_millis(20));
+        let child = self.child.as_mut().expect("running");
+        if let Err(status) = wait_for_ready(child, &self.ready, Duration::from_secs(120)) {
+            let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            panic!("skbtrace exited ({status}) before it was ready:\n{err}");
         }
     }
 
@@ -105,17 +130,7 @@ impl Tracer {
     /// Waits (bounded) for skbtrace to exit by itself.
     pub fn wait(mut self) -> Finished {
         let mut child = self.child.take().expect("running");
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("polling skbtrace") {
-                break s;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("skbtrace did not exit within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_for_exit(&mut child, Duration::from_secs(60), "skbtrace did not exit within 60 s");
         Finished {
             status,
             stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
