@@ -7,23 +7,15 @@ use anyhow::{Context as _, anyhow};
 use object::build::elf::SectionData;
 
 fn main() -> anyhow::Result<()> {
-    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
-        .no_deps()
-        .exec()
-        .context("reading the workspace's metadata")?;
+    let cargo_metadata::Metadata { packages, .. } =
+        cargo_metadata::MetadataCommand::new().no_deps().exec().context("reading the workspace's metadata")?;
     let ebpf = packages
         .into_iter()
         .find(|p| p.name.as_str() == "tracer-ebpf")
         .ok_or_else(|| anyhow!("tracer-ebpf package not found in the workspace"))?;
-    let root_dir = ebpf
-        .manifest_path
-        .parent()
-        .ok_or_else(|| anyhow!("tracer-ebpf's manifest has no parent directory"))?;
-    let package = aya_build::Package {
-        name: ebpf.name.as_str(),
-        root_dir: root_dir.as_str(),
-        ..Default::default()
-    };
+    let root_dir =
+        ebpf.manifest_path.parent().ok_or_else(|| anyhow!("tracer-ebpf's manifest has no parent directory"))?;
+    let package = aya_build::Package { name: ebpf.name.as_str(), root_dir: root_dir.as_str(), ..Default::default() };
     aya_build::build_ebpf([package], aya_build::Toolchain::Nightly)
         .context("building tracer-ebpf; run `cargo xtask setup` if nightly, rust-src or bpf-linker is missing")?;
     let out_dir = std::env::var("OUT_DIR").context("OUT_DIR is not set")?;

@@ -22,7 +22,13 @@ fn filter_netns_keeps_only_that_namespace() {
         return;
     }
     let (a, b) = (Netns::new("nsa"), Netns::new("nsb"));
-    let t = Tracer::start(&["--filter-netns", &format!("inode:{}", a.inode()), "--filter-func", "kfree_skb", "--output-json"]);
+    let t = Tracer::start(&[
+        "--filter-netns",
+        &format!("inode:{}", a.inode()),
+        "--filter-func",
+        "kfree_skb",
+        "--output-json",
+    ]);
     a.send_udp("127.0.0.1", 4100, "a");
     b.send_udp("127.0.0.1", 4101, "b");
     let events = t.stop().json();
@@ -40,7 +46,13 @@ fn filter_mark_matches_value_and_mask() {
     let ns = Netns::new("mark");
     ns.sh_ok("iptables -t mangle -A OUTPUT -p udp --dport 4200 -j MARK --set-mark 0x1234");
     let t = Tracer::start(&[
-        "--filter-netns", &ns.path(), "--filter-func", "kfree_skb", "--filter-mark", "0x34/0xff", "--output-json",
+        "--filter-netns",
+        &ns.path(),
+        "--filter-func",
+        "kfree_skb",
+        "--filter-mark",
+        "0x34/0xff",
+        "--output-json",
     ]);
     ns.send_udp("127.0.0.1", 4200, "marked");
     ns.send_udp("127.0.0.1", 4201, "unmarked");
@@ -59,7 +71,12 @@ fn filter_ifname_keeps_only_that_interface() {
     let (a, b) = (Netns::new("ifa"), Netns::new("ifb"));
     let (_, b_if) = veth(&a, "10.78.0.1/24", &b, "10.78.0.2/24");
     let t = Tracer::start(&[
-        "--filter-netns", &b.path(), "--filter-ifname", &b_if, "--filter-func", "kfree_skb|netif_receive_skb",
+        "--filter-netns",
+        &b.path(),
+        "--filter-ifname",
+        &b_if,
+        "--filter-func",
+        "kfree_skb|netif_receive_skb",
         "--output-json",
     ]);
     a.send_udp("10.78.0.2", 4300, "over-veth");

@@ -20,7 +20,11 @@ fn snat_on_a_router_shows_both_tuples() {
     router.sh_ok(&format!("iptables -t nat -A POSTROUTING -o {r_out} -j MASQUERADE"));
 
     let t = Tracer::start(&[
-        "--filter-netns", &router.path(), "--filter-track-skb", "--output-json", "udp and dst port 4000",
+        "--filter-netns",
+        &router.path(),
+        "--filter-track-skb",
+        "--output-json",
+        "udp and dst port 4000",
     ]);
     client.send_udp("10.81.2.1", 4000, "through-nat");
     let done = t.stop();

@@ -4,9 +4,30 @@ use crate::util::{cmd::Tracer, netns::Netns, require_root};
 
 /// Every field the README documents for `--output-json`.
 const JSON_FIELDS: &[&str] = &[
-    "skb", "cpu", "process", "pid", "comm", "netns", "mark", "ifindex", "ifname", "proto", "mtu", "len", "tuple",
-    "func", "func_column", "drop_reason", "drop_reason_code", "location", "ktime_ns", "timestamp", "tracked",
-    "capture", "cap_len", "stack",
+    "skb",
+    "cpu",
+    "process",
+    "pid",
+    "comm",
+    "netns",
+    "mark",
+    "ifindex",
+    "ifname",
+    "proto",
+    "mtu",
+    "len",
+    "tuple",
+    "func",
+    "func_column",
+    "drop_reason",
+    "drop_reason_code",
+    "location",
+    "ktime_ns",
+    "timestamp",
+    "tracked",
+    "capture",
+    "cap_len",
+    "stack",
 ];
 
 #[test]
@@ -60,7 +81,12 @@ fn output_file_gets_the_trace() {
     let ns = Netns::new("file");
     let path = std::env::temp_dir().join(format!("skbtrace-out-{}.txt", std::process::id()));
     let t = Tracer::start(&[
-        "--filter-netns", &ns.path(), "--filter-func", "kfree_skb", "--output-file", path.to_str().unwrap(),
+        "--filter-netns",
+        &ns.path(),
+        "--filter-func",
+        "kfree_skb",
+        "--output-file",
+        path.to_str().unwrap(),
     ]);
     ns.send_udp("127.0.0.1", 4800, "x");
     let done = t.stop();

@@ -77,7 +77,12 @@ fn tshark_reads_the_pcapng_and_agrees_with_the_text() {
     let ns = Netns::new("pcap");
     let pcap = std::env::temp_dir().join(format!("skbtrace-{}.pcapng", std::process::id()));
     let t = Tracer::start(&[
-        "--filter-netns", &ns.path(), "--output-json", "--output-pcap", pcap.to_str().unwrap(), "udp port 4000",
+        "--filter-netns",
+        &ns.path(),
+        "--output-json",
+        "--output-pcap",
+        pcap.to_str().unwrap(),
+        "udp port 4000",
     ]);
     // Longer than the headers the filter reads: the rest is copied once the packet matched.
     let payload = "x".repeat(100);
@@ -88,7 +93,18 @@ fn tshark_reads_the_pcapng_and_agrees_with_the_text() {
     assert!(done.status.success(), "{}", done.stderr);
     let events = done.json();
     let out = Command::new("tshark")
-        .args(["-r", pcap.to_str().unwrap(), "-T", "fields", "-E", "separator=|", "-e", "frame.comment", "-e", "ip.src"])
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "frame.comment",
+            "-e",
+            "ip.src",
+        ])
         .args(["-e", "udp.dstport", "-e", "frame.cap_len", "-e", "frame.len", "-e", "udp.length", "-e", "data.data"])
         .output()
         .expect("running tshark");

@@ -95,10 +95,12 @@ fn check_kernel(kernel: Kernel) {
     }
 
     let list = get("list_funcs");
-    let count: usize = list.text.lines().find_map(|l| l.strip_prefix("count ")).and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+    let count: usize =
+        list.text.lines().find_map(|l| l.strip_prefix("count ")).and_then(|c| c.trim().parse().ok()).unwrap_or(0);
     list.check(count > 1000, "fewer than 1000 skb functions listed");
     list.check(list.text.contains("ip_rcv\t1\tvmlinux"), "ip_rcv not listed at position 1");
-    let expected = if drop_fn == "kfree_skb_reason" { "kfree_skb_reason\t1\tvmlinux" } else { "sk_skb_reason_drop\t2\tvmlinux" };
+    let expected =
+        if drop_fn == "kfree_skb_reason" { "kfree_skb_reason\t1\tvmlinux" } else { "sk_skb_reason_drop\t2\tvmlinux" };
     list.check(list.text.contains(expected), &format!("{expected} not listed"));
 
     // UDP to a closed port: the drop names NO_SOCKET, the function and the tuple.
@@ -109,7 +111,10 @@ fn check_kernel(kernel: Kernel) {
     sc.check(drop["func_column"] == format!("{drop_fn}(SKB_DROP_REASON_NO_SOCKET)"), "FUNC column not like pwru's");
     sc.check(drop["tuple"]["daddr"] == "10.10.0.1" && drop["tuple"]["dport"] == 4000, "wrong tuple");
     for f in ["ip_rcv", "__udp4_lib_rcv"] {
-        sc.check(events.iter().any(|e| e["func"] == f && e["skb"] == drop["skb"]), &format!("no {f} event for the skb"));
+        sc.check(
+            events.iter().any(|e| e["func"] == f && e["skb"] == drop["skb"]),
+            &format!("no {f} event for the skb"),
+        );
     }
 
     // An iptables DROP rule: NETFILTER_DROP, called from nf_hook_slow.
@@ -130,7 +135,9 @@ fn check_kernel(kernel: Kernel) {
         .unwrap_or_else(|| sc.fail("no event after DNAT for the same skb"));
     sc.check(after["tracked"] == true, "the rewritten packet passed without tracking");
     sc.check(
-        events.iter().any(|e| e["func"] == drop_fn && e["tuple"]["dport"] == 4000 && e["drop_reason"] == "SKB_DROP_REASON_NO_SOCKET"),
+        events.iter().any(|e| {
+            e["func"] == drop_fn && e["tuple"]["dport"] == 4000 && e["drop_reason"] == "SKB_DROP_REASON_NO_SOCKET"
+        }),
         "no NO_SOCKET drop after DNAT",
     );
 

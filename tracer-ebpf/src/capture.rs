@@ -13,8 +13,8 @@ use aya_ebpf::{
 use tracer_common::{
     Config, Event,
     config::{
-        CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
-        OFFSET_NONE, SKB_READ_MAX,
+        CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB, OFFSET_NONE,
+        SKB_READ_MAX,
     },
     event::{Capture, EVENT_SIZE, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
@@ -58,11 +58,7 @@ fn read<T: Copy + Default>(base: u64, off: u32) -> T {
     }
     let mut out = T::default();
     let ret = unsafe {
-        bpf_probe_read_kernel(
-            (&raw mut out).cast(),
-            core::mem::size_of::<T>() as u32,
-            (base + off as u64) as *const _,
-        )
+        bpf_probe_read_kernel((&raw mut out).cast(), core::mem::size_of::<T>() as u32, (base + off as u64) as *const _)
     };
     if ret != 0 { T::default() } else { out }
 }
@@ -225,11 +221,8 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     // mark, and above it once woken, its 50 ms timer drains the ring.
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let mark = cfg.wakeup_bytes as u64;
-    let flags = if waiting < mark && waiting + EVENT_SIZE as u64 >= mark {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+    let flags =
+        if waiting < mark && waiting + EVENT_SIZE as u64 >= mark { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
     if EVENTS.output::<Event>(&*ev, flags).is_err() {
         // No skb pointer in the message: under tp_btf it is a trusted
         // pointer, and formatting it is pointer arithmetic the verifier refuses.
@@ -297,7 +290,8 @@ impl Packet {
         }
         let start = head + offset as u64;
         let data_offset = data.wrapping_sub(start) as i64;
-        let data_offset = if (i16::MIN as i64..=i16::MAX as i64).contains(&data_offset) { data_offset as i16 } else { 0 };
+        let data_offset =
+            if (i16::MIN as i64..=i16::MAX as i64).contains(&data_offset) { data_offset as i16 } else { 0 };
         Self { start, len: tail - offset, capture, data_offset }
     }
 

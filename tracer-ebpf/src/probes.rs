@@ -15,11 +15,7 @@ use aya_ebpf::{
     macros::{kprobe, kretprobe, raw_tracepoint},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
-use tracer_common::{
-    config::CFG_CALLER,
-    cookie,
-    limits::PROBE_ID_FREES,
-};
+use tracer_common::{config::CFG_CALLER, cookie, limits::PROBE_ID_FREES};
 
 use crate::{
     capture::{Site, handle},
@@ -127,13 +123,7 @@ pub fn kprobe_multi_skb(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn tp_site(reason: Option<u32>, location: u64) -> Site {
     let id = skbtrace_probe_id();
-    Site {
-        func_ip: 0,
-        probe_id: id & !PROBE_ID_FREES,
-        reason,
-        location,
-        frees: id & PROBE_ID_FREES != 0,
-    }
+    Site { func_ip: 0, probe_id: id & !PROBE_ID_FREES, reason, location, frees: id & PROBE_ID_FREES != 0 }
 }
 
 macro_rules! tracepoint_at {

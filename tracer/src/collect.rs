@@ -187,4 +187,3 @@ fn wall_clock(ns: i128) -> String {
     let day = secs.rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}.{:09}", day / 3600, day / 60 % 60, day % 60, nanos)
 }
-

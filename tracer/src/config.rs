@@ -42,7 +42,8 @@ impl RunConfig {
             .filter_func
             .as_deref()
             .map(|re| {
-                Regex::new(&format!("^(?:{re})$")).map_err(|e| usage(format!("invalid --filter-func regex {re:?}: {e}")))
+                Regex::new(&format!("^(?:{re})$"))
+                    .map_err(|e| usage(format!("invalid --filter-func regex {re:?}: {e}")))
             })
             .transpose()?;
         if args.snaplen as usize > SNAPLEN_MAX {

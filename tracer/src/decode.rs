@@ -141,11 +141,7 @@ mod tests {
     #[test]
     fn tcp_syn_over_raw_ipv6() {
         let mut buf = Vec::new();
-        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
-            .tcp(1234, 80, 1, 1000)
-            .syn()
-            .write(&mut buf, &[])
-            .unwrap();
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64).tcp(1234, 80, 1, 1000).syn().write(&mut buf, &[]).unwrap();
         let t = tuple(Capture::Network, &buf);
         assert_eq!((t.sport, t.dport, t.proto.to_string().as_str()), (1234, 80, "tcp"));
         let mut names = String::new();

@@ -48,16 +48,7 @@ impl Insn {
     pub fn to_bytes(&self) -> [u8; 8] {
         let off = self.off.to_le_bytes();
         let imm = self.imm.to_le_bytes();
-        [
-            self.code,
-            (self.dst & 0x0f) | (self.src << 4),
-            off[0],
-            off[1],
-            imm[0],
-            imm[1],
-            imm[2],
-            imm[3],
-        ]
+        [self.code, (self.dst & 0x0f) | (self.src << 4), off[0], off[1], imm[0], imm[1], imm[2], imm[3]]
     }
 }
 
@@ -93,10 +84,7 @@ impl fmt::Display for FilterError {
                     LinkType::Ethernet => "Ethernet",
                     LinkType::RawIp => "raw IP",
                 };
-                write!(
-                    f,
-                    "filter expression does not apply to {link} packets: {message}"
-                )
+                write!(f, "filter expression does not apply to {link} packets: {message}")
             }
             Self::TooLarge { insns, stack } => write!(
                 f,
@@ -114,19 +102,12 @@ impl std::error::Error for FilterError {}
 /// `snaplen` is the number of bytes readable at `r1` (skbtrace: `SNAPLEN_MAX`).
 pub fn compile(expr: &str, link: LinkType, snaplen: u32) -> Result<Compiled, FilterError> {
     let cbpf = compile_cbpf(expr, link, snaplen)?;
-    Ok(Compiled {
-        insns: cbpf_to_ebpf::translate(&cbpf, snaplen)?,
-        reads: bytes_read(&cbpf, snaplen),
-    })
+    Ok(Compiled { insns: cbpf_to_ebpf::translate(&cbpf, snaplen)?, reads: bytes_read(&cbpf, snaplen) })
 }
 
 /// libpcap's classic BPF for `expr`, optimized. `snaplen` is checked as in [`compile`]; it does not
 /// change libpcap's code.
-pub fn compile_cbpf(
-    expr: &str,
-    link: LinkType,
-    snaplen: u32,
-) -> Result<Vec<CbpfInsn>, FilterError> {
+pub fn compile_cbpf(expr: &str, link: LinkType, snaplen: u32) -> Result<Vec<CbpfInsn>, FilterError> {
     cbpf_to_ebpf::check_snaplen(snaplen)?;
     pcap::compile(expr, link)
 }
@@ -152,10 +133,9 @@ pub struct Compiled {
 pub fn compile_pair(expr: &str, snaplen: u32) -> Result<(Compiled, Compiled), FilterError> {
     let ethernet = compile(expr, LinkType::Ethernet, snaplen)?;
     let raw_ip = match compile(expr, LinkType::RawIp, snaplen) {
-        Err(FilterError::WrongLinkType { .. }) => Compiled {
-            insns: vec![Insn::alu32_imm(opcode::MOV, 0, 0), Insn::exit()],
-            reads: 0,
-        },
+        Err(FilterError::WrongLinkType { .. }) => {
+            Compiled { insns: vec![Insn::alu32_imm(opcode::MOV, 0, 0), Insn::exit()], reads: 0 }
+        }
         other => other?,
     };
     Ok((ethernet, raw_ip))
@@ -247,13 +227,7 @@ pub(crate) mod opcode {
 /// instruction after the jump, as in the kernel.
 impl Insn {
     pub(crate) const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
-        Self {
-            code,
-            dst,
-            src,
-            off,
-            imm,
-        }
+        Self { code, dst, src, off, imm }
     }
 
     pub(crate) const fn alu32_imm(op: u8, dst: u8, imm: i32) -> Self {

@@ -112,17 +112,11 @@ impl Kallsyms {
 
 /// Functions ftrace can probe, when tracefs lets us read the list.
 pub fn available_filter_functions() -> Option<HashSet<String>> {
-    for path in [
-        "/sys/kernel/tracing/available_filter_functions",
-        "/sys/kernel/debug/tracing/available_filter_functions",
-    ] {
+    for path in
+        ["/sys/kernel/tracing/available_filter_functions", "/sys/kernel/debug/tracing/available_filter_functions"]
+    {
         if let Ok(text) = fs::read_to_string(path) {
-            return Some(
-                text.lines()
-                    .filter_map(|l| l.split_ascii_whitespace().next())
-                    .map(str::to_owned)
-                    .collect(),
-            );
+            return Some(text.lines().filter_map(|l| l.split_ascii_whitespace().next()).map(str::to_owned).collect());
         }
     }
     None

@@ -100,7 +100,13 @@ impl Programs {
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 impl Loader {
-    pub fn new(config: &Config, sizes: &MapSizes, programs: Programs, l2: &[Insn], l3: &[Insn]) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        sizes: &MapSizes,
+        programs: Programs,
+        l2: &[Insn],
+        l3: &[Insn],
+    ) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
         log::debug!("object parsed in {:?}", started.elapsed());
@@ -148,10 +154,8 @@ impl Loader {
     }
 
     pub fn load(&self, how: &LoadAs<'_>) -> anyhow::Result<OwnedFd> {
-        let linked = self
-            .programs
-            .get(how.program)
-            .ok_or_else(|| anyhow!("the eBPF object has no program {}", how.program))?;
+        let linked =
+            self.programs.get(how.program).ok_or_else(|| anyhow!("the eBPF object has no program {}", how.program))?;
         let mut insns = linked.insns.clone();
         if let Some((start, end)) = linked.probe_id {
             // The placeholder is at least 2 instructions long (load, exit);
@@ -193,9 +197,7 @@ fn verifier_summary(log: &str) -> String {
 
 fn aya_obj_global(config: &Config) -> (&[u8], bool) {
     // SAFETY: Config is repr(C) plain data without padding.
-    let bytes = unsafe {
-        std::slice::from_raw_parts((config as *const Config).cast::<u8>(), size_of::<Config>())
-    };
+    let bytes = unsafe { std::slice::from_raw_parts((config as *const Config).cast::<u8>(), size_of::<Config>()) };
     (bytes, true)
 }
 
@@ -242,7 +244,8 @@ fn create_map(name: &str, map: &aya_obj::Map, sizes: &MapSizes) -> anyhow::Resul
     let created = MapData::create(map, name, None).with_context(|| format!("creating eBPF map {name}"))?;
     if let Some(data) = data.filter(|d| !d.is_empty()) {
         let fd = created.fd().as_fd().as_raw_fd();
-        sys::map_update_elem(fd, &0u32.to_ne_bytes(), &data).with_context(|| format!("initializing eBPF map {name}"))?;
+        sys::map_update_elem(fd, &0u32.to_ne_bytes(), &data)
+            .with_context(|| format!("initializing eBPF map {name}"))?;
         if frozen {
             sys::map_freeze(fd).with_context(|| format!("freezing eBPF map {name}"))?;
         }

@@ -275,9 +275,30 @@ mod tests {
         assert_eq!(v["func_column"], "kfree_skb __udp4_lib_rcv+0x4bc");
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut want = [
-            "skb", "cpu", "process", "pid", "comm", "netns", "mark", "ifindex", "ifname", "proto", "mtu", "len",
-            "tuple", "func", "func_column", "drop_reason", "drop_reason_code", "location", "ktime_ns", "timestamp",
-            "tracked", "capture", "cap_len", "stack",
+            "skb",
+            "cpu",
+            "process",
+            "pid",
+            "comm",
+            "netns",
+            "mark",
+            "ifindex",
+            "ifname",
+            "proto",
+            "mtu",
+            "len",
+            "tuple",
+            "func",
+            "func_column",
+            "drop_reason",
+            "drop_reason_code",
+            "location",
+            "ktime_ns",
+            "timestamp",
+            "tracked",
+            "capture",
+            "cap_len",
+            "stack",
         ];
         want.sort();
         assert_eq!(keys, want);

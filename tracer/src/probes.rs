@@ -191,10 +191,8 @@ pub fn kprobes_available() -> bool {
 }
 
 /// Drop functions whose reason we decode: (name, program).
-pub const DROP_FUNCTIONS: [(&str, &str); 2] = [
-    ("kfree_skb_reason", "kprobe_drop_skb_1_reason_2"),
-    ("sk_skb_reason_drop", "kprobe_drop_skb_2_reason_3"),
-];
+pub const DROP_FUNCTIONS: [(&str, &str); 2] =
+    [("kfree_skb_reason", "kprobe_drop_skb_1_reason_2"), ("sk_skb_reason_drop", "kprobe_drop_skb_2_reason_3")];
 
 /// Functions where an skb's life ends; `--filter-track-skb` forgets it there.
 pub const FREE_FUNCTIONS: [&str; 1] = ["kfree_skbmem"];

@@ -59,9 +59,7 @@ pub struct Processes {
 impl Processes {
     pub fn name(&mut self, pid: u32, comm: &[u8; 16]) -> &str {
         self.cache.entry(pid).or_insert_with(|| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned());
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
             let name = exe.unwrap_or_else(|| c_str(comm).to_owned());
             format!("{name}:{pid}")
         })

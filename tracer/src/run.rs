@@ -10,11 +10,9 @@ use crate::{
     cli::{Args, Backend},
     collect,
     config::{RunConfig, usage},
-    filter,
-    ksym,
+    filter, ksym,
     loader::{Loader, MapSizes, Programs},
-    output,
-    privileges,
+    output, privileges,
     probes::{self, Attached, kprobe, kprobe_multi, tracepoint},
     resolve::DropReasons,
     stop::Stop,
@@ -28,10 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.list_funcs {
         privileges::check()?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the event loop")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the event loop")?;
     let _guard = rt.enter();
     let mut stop = Stop::install()?;
 
@@ -152,7 +147,11 @@ fn compile_filters(expr: Option<&str>) -> anyhow::Result<(filter::Compiled, filt
 enum Plan {
     /// `copies`: the skb-copying functions this kernel lets us probe, for
     /// `--filter-track-skb`.
-    Kprobes { backend: Backend, funcs: Vec<crate::btf::SkbFunc>, copies: Vec<String> },
+    Kprobes {
+        backend: Backend,
+        funcs: Vec<crate::btf::SkbFunc>,
+        copies: Vec<String>,
+    },
     Tracepoints(Vec<tracepoint::Target>),
 }
 
@@ -222,7 +221,9 @@ impl Plan {
         let started = std::time::Instant::now();
         match self {
             Self::Tracepoints(targets) => tracepoint::attach(loader, targets, &mut attached)?,
-            Self::Kprobes { backend: Backend::Kprobe, funcs, .. } => kprobe::attach(loader, funcs, &mut attached, stop)?,
+            Self::Kprobes { backend: Backend::Kprobe, funcs, .. } => {
+                kprobe::attach(loader, funcs, &mut attached, stop)?
+            }
             Self::Kprobes { backend, funcs, .. } => {
                 let program = multi_program.unwrap_or_else(|| kprobe_multi::load(loader));
                 if let Err(e) = kprobe_multi::attach(program, loader, funcs, &mut attached, stop) {

@@ -106,7 +106,8 @@ struct InfoByFdAttr {
 /// A loaded program's id (the start of `struct bpf_prog_info`: type, id).
 pub fn prog_id(prog: RawFd) -> io::Result<u32> {
     let mut info = [0u32; 2];
-    let mut attr = InfoByFdAttr { bpf_fd: prog as u32, info_len: size_of_val(&info) as u32, info: info.as_mut_ptr() as u64 };
+    let mut attr =
+        InfoByFdAttr { bpf_fd: prog as u32, info_len: size_of_val(&info) as u32, info: info.as_mut_ptr() as u64 };
     bpf_call(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(info[1])
 }
@@ -122,9 +123,7 @@ struct RawTracepointOpenAttr {
 /// `bpf(cmd, attr)`: the kernel's return value, or the error.
 pub(crate) fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i64> {
     // SAFETY: attr is a properly laid out bpf_attr prefix of the given size.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, (attr as *mut T).cast::<libc::c_void>(), size_of::<T>())
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, (attr as *mut T).cast::<libc::c_void>(), size_of::<T>()) };
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
@@ -212,11 +211,7 @@ pub fn link_kprobe_multi(prog: RawFd, syms: &[&CString], cookies: &[u64]) -> io:
 /// Attaches a raw tracepoint program by tracepoint name, or a `tp_btf`
 /// program (whose target was fixed at load) when `name` is `None`.
 pub fn raw_tracepoint_open(prog: RawFd, name: Option<&CString>) -> io::Result<OwnedFd> {
-    let mut attr = RawTracepointOpenAttr {
-        name: name.map_or(0, |n| n.as_ptr() as u64),
-        prog_fd: prog as u32,
-        _pad: 0,
-    };
+    let mut attr = RawTracepointOpenAttr { name: name.map_or(0, |n| n.as_ptr() as u64), prog_fd: prog as u32, _pad: 0 };
     bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
 }
 
@@ -265,9 +260,7 @@ fn attach_kprobe_config(pmu_type: u32, config: u64, func: &CString, prog: RawFd)
     };
     // SAFETY: attr is a valid perf_event_attr prefix; pid -1 / cpu 0 is how
     // kprobe PMU events are opened system-wide.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_perf_event_open, &raw mut attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, &raw mut attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -88,8 +88,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: warning: {other}; the numbers will be noisier");
     }
     if selected(Which::Overhead) {
-        let params =
-            overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0, configs: &args.configs };
+        let params = overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0, configs: &args.configs };
         let (results, filter) = overhead::measure(&params)?;
         let mut body = report::overhead(&header, args.rounds, sample, &results);
         if let Some(filter) = &filter {

@@ -11,14 +11,14 @@ use anyhow::{Context as _, bail};
 
 /// Debian packages the build and the tests need.
 pub const APT_PACKAGES: &[&str] = &[
-    "libpcap-dev",    // the pcap crate links libpcap
+    "libpcap-dev",     // the pcap crate links libpcap
     "qemu-system-x86", // the kprobe test VM
-    "busybox",        // the VM's userland (the dynamic one, not busybox-static)
+    "busybox",         // the VM's userland (the dynamic one, not busybox-static)
     "cpio",
     "iproute2",
     "iptables",
-    "tshark",         // reads skbtrace's pcap-ng in tests
-    "xz-utils",       // kernel modules in Debian's packages are compressed
+    "tshark",   // reads skbtrace's pcap-ng in tests
+    "xz-utils", // kernel modules in Debian's packages are compressed
     "zstd",
 ];
 
@@ -40,11 +40,7 @@ fn missing_packages() -> anyhow::Result<Vec<&'static str>> {
         .output()
         .context("running dpkg-query (is this a Debian system?)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !text.lines().any(|l| l == format!("{p} installed")))
-        .collect())
+    Ok(APT_PACKAGES.iter().copied().filter(|p| !text.lines().any(|l| l == format!("{p} installed"))).collect())
 }
 
 fn apt_packages() -> anyhow::Result<()> {

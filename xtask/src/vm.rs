@@ -96,8 +96,7 @@ impl VmOutcome {
 /// itself failed: it panicked, passed the timeout, or exited without the end
 /// marker; the error carries the console's tail and the saved console log.
 pub fn run(opts: &VmOptions) -> anyhow::Result<VmOutcome> {
-    fs::create_dir_all(&opts.work_dir)
-        .with_context(|| format!("creating {}", opts.work_dir.display()))?;
+    fs::create_dir_all(&opts.work_dir).with_context(|| format!("creating {}", opts.work_dir.display()))?;
     let image = kernel::fetch(opts.kernel, &opts.work_dir)
         .with_context(|| format!("fetching Debian's {} cloud kernel", opts.kernel))?;
     let wanted: Vec<String> = modules::SCENARIO_MODULES
@@ -105,28 +104,17 @@ pub fn run(opts: &VmOptions) -> anyhow::Result<VmOutcome> {
         .map(|m| m.to_string())
         .chain(opts.modules.iter().map(|m| m.replace('-', "_")))
         .collect();
-    let modules = modules::prepare(&image, &wanted)
-        .with_context(|| format!("preparing modules of kernel {}", image.release))?;
-    let tools =
-        initramfs::tools_archive(&opts.work_dir).context("building the VM's tools archive")?;
+    let modules =
+        modules::prepare(&image, &wanted).with_context(|| format!("preparing modules of kernel {}", image.release))?;
+    let tools = initramfs::tools_archive(&opts.work_dir).context("building the VM's tools archive")?;
 
     let markers = Markers::new();
-    let run_dir = opts
-        .work_dir
-        .join("runs")
-        .join(format!("{}-{}", opts.kernel, markers.nonce()));
+    let run_dir = opts.work_dir.join("runs").join(format!("{}-{}", opts.kernel, markers.nonce()));
     fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let script_name = opts
-        .script
-        .file_name()
-        .with_context(|| format!("script {} has no file name", opts.script.display()))?;
+    let script_name =
+        opts.script.file_name().with_context(|| format!("script {} has no file name", opts.script.display()))?;
     let script = format!("{GUEST_TEST_DIR}/{}", script_name.to_string_lossy());
-    let init = init::InitScript {
-        markers: &markers,
-        modules: &modules,
-        script: &script,
-        args: &opts.args,
-    };
+    let init = init::InitScript { markers: &markers, modules: &modules, script: &script, args: &opts.args };
     let run_archive = initramfs::run_archive(&initramfs::RunFiles {
         init: init.render(),
         release: &image.release,
@@ -148,8 +136,7 @@ pub fn run(opts: &VmOptions) -> anyhow::Result<VmOutcome> {
         &markers,
     )?;
     let console_path = run_dir.join("console.log");
-    fs::write(&console_path, &console.log)
-        .with_context(|| format!("writing {}", console_path.display()))?;
+    fs::write(&console_path, &console.log).with_context(|| format!("writing {}", console_path.display()))?;
 
     let Progress::Finished(script_run) = console::progress(&console.log, &markers) else {
         return Err(vm_failure(opts, &console, &markers, &console_path));
@@ -162,10 +149,7 @@ pub fn run(opts: &VmOptions) -> anyhow::Result<VmOutcome> {
         status: script_run.status,
         release: image.release,
         boot_time,
-        script_time: console
-            .end_time
-            .unwrap_or_default()
-            .saturating_sub(boot_time),
+        script_time: console.end_time.unwrap_or_default().saturating_sub(boot_time),
         console: console.log,
     })
 }
@@ -180,28 +164,17 @@ fn vm_failure(
 ) -> anyhow::Error {
     let what = if console.timed_out {
         format!("did not finish within {:?}; qemu was killed", opts.timeout)
-    } else if let Some(panic) = console
-        .log
-        .lines()
-        .find(|line| line.contains("Kernel panic"))
-    {
+    } else if let Some(panic) = console.log.lines().find(|line| line.contains("Kernel panic")) {
         format!("kernel panicked ({})", panic.trim())
     } else {
-        format!(
-            "qemu exited ({}) without the script's end marker",
-            console.exit
-        )
+        format!("qemu exited ({}) without the script's end marker", console.exit)
     };
     let stage = match console::progress(&console.log, markers) {
         Progress::Booting => "before /init started the script (booting or loading modules)",
         _ => "while the script was running",
     };
     let stderr = console.qemu_stderr.trim();
-    let stderr = if stderr.is_empty() {
-        String::new()
-    } else {
-        format!("\nqemu stderr:\n{stderr}")
-    };
+    let stderr = if stderr.is_empty() { String::new() } else { format!("\nqemu stderr:\n{stderr}") };
     anyhow!(
         "VM with kernel {} {what}, {stage}.{stderr}\nconsole tail (full log in {}):\n{}",
         opts.kernel,

@@ -77,9 +77,7 @@ pub(super) fn check_snaplen(snaplen: u32) -> Result<(), FilterError> {
     if (1..=i16::MAX as u32).contains(&snaplen) {
         Ok(())
     } else {
-        Err(FilterError::Unsupported(format!(
-            "snaplen {snaplen} is outside 1..=32767"
-        )))
+        Err(FilterError::Unsupported(format!("snaplen {snaplen} is outside 1..=32767")))
     }
 }
 
@@ -150,8 +148,7 @@ impl Layout {
                 return Err(unsupported(pc, insn, "unknown opcode"));
             }
             indirect |= cbpf::class(insn.code) == cbpf::LD && cbpf::mode(insn.code) == cbpf::IND;
-            wire_len |= matches!(cbpf::class(insn.code), cbpf::LD | cbpf::LDX)
-                && cbpf::mode(insn.code) == cbpf::LEN;
+            wire_len |= matches!(cbpf::class(insn.code), cbpf::LD | cbpf::LDX) && cbpf::mode(insn.code) == cbpf::LEN;
             if uses_mem(insn.code) {
                 if insn.k >= cbpf::MEMWORDS {
                     return Err(unsupported(pc, insn, "scratch memory index out of range"));
@@ -168,15 +165,7 @@ impl Layout {
             }
         }
         let mem_bytes = (mem_words * 4).next_multiple_of(8);
-        Ok(Self {
-            reachable,
-            loop_slot,
-            loops,
-            mem_bytes,
-            mem_read,
-            wire_len,
-            launders: indirect || loops > 0,
-        })
+        Ok(Self { reachable, loop_slot, loops, mem_bytes, mem_read, wire_len, launders: indirect || loops > 0 })
     }
 
     /// `M[]`, then the loop counters, the packet's length, and a slot for `launder_off`.
@@ -249,11 +238,7 @@ fn always_fails(insn: CbpfInsn, snaplen: u32) -> bool {
     match (cbpf::class(code), cbpf::mode(code)) {
         (cbpf::LD, cbpf::ABS | cbpf::IND) => past_end(cbpf::size(code)),
         (cbpf::LDX, cbpf::MSH) => past_end(cbpf::B),
-        (cbpf::ALU, _) => {
-            matches!(cbpf::op(code), cbpf::DIV | cbpf::MOD)
-                && cbpf::src(code) == cbpf::K
-                && insn.k == 0
-        }
+        (cbpf::ALU, _) => matches!(cbpf::op(code), cbpf::DIV | cbpf::MOD) && cbpf::src(code) == cbpf::K && insn.k == 0,
         _ => false,
     }
 }
@@ -378,10 +363,7 @@ impl Translator<'_> {
         self.emit(Insn::store(op::W, FP, launder, X));
         self.emit(Insn::load(op::W, ADDR, FP, launder));
         // Bounds the offset for the verifier, then checks X + k + n against the valid bytes.
-        self.jump(
-            Insn::jmp_imm(op::JGT, ADDR, (self.snaplen - end) as i32, 0),
-            Target::NoMatch,
-        );
+        self.jump(Insn::jmp_imm(op::JGT, ADDR, (self.snaplen - end) as i32, 0), Target::NoMatch);
         self.emit(Insn::alu64_imm(op::ADD, ADDR, end as i32));
         self.jump(Insn::jmp_reg(op::JGT, ADDR, LEN, 0), Target::NoMatch);
         self.emit(Insn::alu64_reg(op::ADD, ADDR, PKT));
@@ -391,10 +373,7 @@ impl Translator<'_> {
 
     /// `X = (P[k] & 0xf) << 2`: the IPv4 header length.
     fn load_msh(&mut self, k: u32) {
-        self.jump(
-            Insn::jmp_imm(op::JLT, LEN, (k + 1) as i32, 0),
-            Target::NoMatch,
-        );
+        self.jump(Insn::jmp_imm(op::JLT, LEN, (k + 1) as i32, 0), Target::NoMatch);
         self.emit(Insn::load(op::B, X, PKT, k as i16));
         self.emit(Insn::alu32_imm(op::AND, X, 0xf));
         self.emit(Insn::alu32_imm(op::LSH, X, 2));
@@ -459,9 +438,7 @@ impl Translator<'_> {
                 }
             }
             _ if on_false == next => self.jump(compare(cond), Target::Entry(on_true)),
-            Some(inverse) if on_true == next => {
-                self.jump(compare(inverse), Target::Entry(on_false))
-            }
+            Some(inverse) if on_true == next => self.jump(compare(inverse), Target::Entry(on_false)),
             _ => {
                 self.jump(compare(cond), Target::Entry(on_true));
                 self.jump(Insn::ja(0), Target::Entry(on_false));
@@ -498,22 +475,13 @@ impl Translator<'_> {
                 && !always_fails(insn, self.snaplen)
         });
         let no_match = self.code.len();
-        if falls_off
-            || last.is_none()
-            || self
-                .fixups
-                .iter()
-                .any(|(_, to)| matches!(to, Target::NoMatch))
-        {
+        if falls_off || last.is_none() || self.fixups.iter().any(|(_, to)| matches!(to, Target::NoMatch)) {
             self.emit(Insn::alu32_imm(op::MOV, RET, 0));
             self.emit(Insn::exit());
         }
         let stack = self.layout.stack_bytes();
         if self.code.len() > MAX_INSNS || stack > MAX_STACK {
-            return Err(FilterError::TooLarge {
-                insns: self.code.len(),
-                stack,
-            });
+            return Err(FilterError::TooLarge { insns: self.code.len(), stack });
         }
         for &(at, to) in &self.fixups {
             let target = match to {

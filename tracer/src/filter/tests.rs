@@ -10,9 +10,7 @@ mod random_programs;
 mod rbpf_vm;
 mod reference;
 
-use super::{
-    FilterError, Insn, LinkType, MAX_INSNS, bytes_read, compile, compile_cbpf, compile_pair, match_all,
-};
+use super::{FilterError, Insn, LinkType, MAX_INSNS, bytes_read, compile, compile_cbpf, compile_pair, match_all};
 
 const SNAPLEN: u32 = kernel::SNAPLEN as u32;
 
@@ -33,17 +31,8 @@ fn kernel_available(test: &str) -> bool {
 
 #[test]
 fn instructions_encode_like_the_kernel() {
-    let insn = Insn {
-        code: 0x61,
-        dst: 3,
-        src: 1,
-        off: -2,
-        imm: 0x1234_5678,
-    };
-    assert_eq!(
-        insn.to_bytes(),
-        [0x61, 0x13, 0xfe, 0xff, 0x78, 0x56, 0x34, 0x12]
-    );
+    let insn = Insn { code: 0x61, dst: 3, src: 1, off: -2, imm: 0x1234_5678 };
+    assert_eq!(insn.to_bytes(), [0x61, 0x13, 0xfe, 0xff, 0x78, 0x56, 0x34, 0x12]);
 }
 
 #[test]
@@ -61,30 +50,16 @@ fn syntax_errors_carry_libpcap_message() {
         }
         other => panic!("expected a syntax error, got {other:?}"),
     }
-    assert!(matches!(
-        compile("ip and arp", LinkType::Ethernet, SNAPLEN),
-        Err(FilterError::Invalid(_))
-    ));
-    assert!(matches!(
-        compile("ip and arp", LinkType::RawIp, SNAPLEN),
-        Err(FilterError::Invalid(_))
-    ));
+    assert!(matches!(compile("ip and arp", LinkType::Ethernet, SNAPLEN), Err(FilterError::Invalid(_))));
+    assert!(matches!(compile("ip and arp", LinkType::RawIp, SNAPLEN), Err(FilterError::Invalid(_))));
 }
 
 #[test]
 fn link_layer_expressions_are_refused_on_raw_ip() {
-    for expr in [
-        "arp",
-        "ether host 1:2:3:4:5:6",
-        "vlan",
-        "ether proto 0x88cc",
-    ] {
+    for expr in ["arp", "ether host 1:2:3:4:5:6", "vlan", "ether proto 0x88cc"] {
         assert!(compile(expr, LinkType::Ethernet, SNAPLEN).is_ok(), "{expr}");
         match compile(expr, LinkType::RawIp, SNAPLEN) {
-            Err(FilterError::WrongLinkType {
-                link: LinkType::RawIp,
-                message,
-            }) => {
+            Err(FilterError::WrongLinkType { link: LinkType::RawIp, message }) => {
                 assert!(!message.is_empty(), "{expr}");
             }
             other => panic!("{expr}: expected WrongLinkType, got {other:?}"),
@@ -107,10 +82,7 @@ fn raw_ip_filters_read_the_ip_header_at_offset_zero() {
 fn oversized_expressions_are_too_large() {
     // libpcap's optimizer folds 500 IPv4 hosts into 2777 instructions, and takes seconds to do it;
     // IPv6 addresses take four compares each.
-    let expr = (0..500)
-        .map(|i| format!("host 2001:db8::{i:x}"))
-        .collect::<Vec<_>>()
-        .join(" or ");
+    let expr = (0..500).map(|i| format!("host 2001:db8::{i:x}")).collect::<Vec<_>>().join(" or ");
     match compile(&expr, LinkType::Ethernet, SNAPLEN) {
         Err(FilterError::TooLarge { insns, .. }) => assert!(insns > MAX_INSNS),
         other => panic!("expected TooLarge, got {:?}", other.map(|p| p.insns.len())),
@@ -120,10 +92,7 @@ fn oversized_expressions_are_too_large() {
 #[test]
 fn unusable_snap_lengths_are_refused() {
     for snaplen in [0, 40_000] {
-        assert!(matches!(
-            compile("ip", LinkType::Ethernet, snaplen),
-            Err(FilterError::Unsupported(_))
-        ));
+        assert!(matches!(compile("ip", LinkType::Ethernet, snaplen), Err(FilterError::Unsupported(_))));
     }
 }
 
@@ -138,7 +107,10 @@ fn filters_read_only_the_headers_they_test() {
     assert_eq!(reads("udp and port 9", LinkType::RawIp), 60 + 4);
     // The packet's length comes with it; a header chain has no bound.
     assert_eq!(reads("len > 20", LinkType::Ethernet), 0);
-    assert_eq!(reads("udp and dst port 4000 and src host 10.0.0.1 and not icmp and len > 20", LinkType::Ethernet), 14 + 60 + 4);
+    assert_eq!(
+        reads("udp and dst port 4000 and src host 10.0.0.1 and not icmp and len > 20", LinkType::Ethernet),
+        14 + 60 + 4
+    );
     assert_eq!(reads("ip6 protochain 6", LinkType::Ethernet), SNAPLEN);
     assert_eq!(reads("tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420", LinkType::Ethernet), SNAPLEN);
 }
@@ -153,22 +125,10 @@ fn the_five_clause_example_stays_small() {
 
 #[test]
 fn link_layer_expressions_match_nothing_without_a_link_layer() {
-    let arp_request = [
-        [0xff; 6].as_slice(),
-        &[2, 0, 0, 0, 0, 1],
-        &[0x08, 0x06],
-        &[0; 28],
-    ]
-    .concat();
+    let arp_request = [[0xff; 6].as_slice(), &[2, 0, 0, 0, 0, 1], &[0x08, 0x06], &[0; 28]].concat();
     let (ethernet, raw_ip) = compile_pair("arp", SNAPLEN).unwrap();
     let (ethernet, raw_ip) = (ethernet.insns, raw_ip.insns);
-    assert_ne!(
-        rbpf_vm::run(&ethernet, &arp_request, 42, SNAPLEN as usize),
-        Ok(0)
-    );
+    assert_ne!(rbpf_vm::run(&ethernet, &arp_request, 42, SNAPLEN as usize), Ok(0));
     assert_eq!(rbpf_vm::run(&raw_ip, &arp_request, 42, SNAPLEN as usize), Ok(0));
-    assert!(matches!(
-        compile_pair("tcp port", SNAPLEN),
-        Err(FilterError::Invalid(_))
-    ));
+    assert!(matches!(compile_pair("tcp port", SNAPLEN), Err(FilterError::Invalid(_))));
 }

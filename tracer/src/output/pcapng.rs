@@ -13,8 +13,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 use pcap_parser::{
-    EPB_MAGIC, InterfaceDescriptionBlock, Linktype, OptionCode, PcapNGOption, SectionHeaderBlock,
-    ToVec,
+    EPB_MAGIC, InterfaceDescriptionBlock, Linktype, OptionCode, PcapNGOption, SectionHeaderBlock, ToVec,
 };
 use tracer_common::event::{Capture, Event};
 
@@ -100,13 +99,7 @@ impl<W: Write> PcapngWriter<W> {
             block_len2: 0,
         };
         out.write_all(&shb.to_vec().map_err(serialize_error)?)?;
-        Ok(Self {
-            out,
-            snaplen,
-            interfaces: HashMap::new(),
-            last: None,
-            buf: Vec::with_capacity(512),
-        })
+        Ok(Self { out, snaplen, interfaces: HashMap::new(), last: None, buf: Vec::with_capacity(512) })
     }
 
     /// Writes one Enhanced Packet Block for `ev`, preceded by an Interface
@@ -114,12 +107,7 @@ impl<W: Write> PcapngWriter<W> {
     ///
     /// `boot_offset_ns` turns the event's CLOCK_MONOTONIC ktime into wall-clock
     /// time; `comment` becomes the packet comment (left out when empty).
-    pub fn write_event(
-        &mut self,
-        ev: &Event,
-        boot_offset_ns: u64,
-        comment: &str,
-    ) -> io::Result<()> {
+    pub fn write_event(&mut self, ev: &Event, boot_offset_ns: u64, comment: &str) -> io::Result<()> {
         // Events without bytes still get a packet, so packets match events one to one.
         let (linktype, data) = match ev.capture() {
             Capture::Mac => (Linktype::ETHERNET, ev.packet()),
@@ -141,15 +129,7 @@ impl<W: Write> PcapngWriter<W> {
             4 + comment.len().next_multiple_of(4) + 4
         };
         let block_len = (EPB_FIXED_LEN + data.len().next_multiple_of(4) + options_len) as u32;
-        for field in [
-            EPB_MAGIC,
-            block_len,
-            if_id,
-            (ts >> 32) as u32,
-            ts as u32,
-            caplen,
-            origlen,
-        ] {
+        for field in [EPB_MAGIC, block_len, if_id, (ts >> 32) as u32, ts as u32, caplen, origlen] {
             buf.extend_from_slice(&field.to_le_bytes());
         }
         put_padded(buf, data);
@@ -215,20 +195,13 @@ impl<W: Write> PcapngWriter<W> {
 
 /// An option holding `value`; pcap-parser pads it when serializing.
 fn option(code: OptionCode, value: &[u8]) -> PcapNGOption<'_> {
-    PcapNGOption {
-        code,
-        len: value.len() as u16,
-        value: Cow::Borrowed(value),
-    }
+    PcapNGOption { code, len: value.len() as u16, value: Cow::Borrowed(value) }
 }
 
 /// Appends `bytes` zero-padded to a multiple of 4, as pcap-ng aligns fields.
 fn put_padded(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(bytes);
-    buf.resize(
-        buf.len() + (bytes.len().next_multiple_of(4) - bytes.len()),
-        0,
-    );
+    buf.resize(buf.len() + (bytes.len().next_multiple_of(4) - bytes.len()), 0);
 }
 
 /// pcap-parser's `ToVec` fails with cookie-factory's `GenError`, which it does
@@ -281,10 +254,7 @@ mod tests {
     /// The interface descriptions and packets among `blocks`, in order.
     fn split<'a>(
         blocks: &'a [Block<'a>],
-    ) -> (
-        Vec<&'a InterfaceDescriptionBlock<'a>>,
-        Vec<&'a EnhancedPacketBlock<'a>>,
-    ) {
+    ) -> (Vec<&'a InterfaceDescriptionBlock<'a>>, Vec<&'a EnhancedPacketBlock<'a>>) {
         let (mut idbs, mut epbs) = (Vec::new(), Vec::new());
         for block in blocks {
             match block {
@@ -297,10 +267,7 @@ mod tests {
     }
 
     fn opt<'a>(options: &'a [PcapNGOption], code: OptionCode) -> Option<&'a [u8]> {
-        options
-            .iter()
-            .find(|o| o.code == code)
-            .map(|o| o.as_bytes().unwrap())
+        options.iter().find(|o| o.code == code).map(|o| o.as_bytes().unwrap())
     }
 
     fn if_name<'a>(idb: &'a InterfaceDescriptionBlock) -> &'a str {
@@ -355,22 +322,9 @@ mod tests {
         let blocks = blocks(&bytes);
         let (idbs, epbs) = split(&blocks);
         let described: Vec<_> = idbs.iter().map(|i| (i.linktype, if_name(i))).collect();
-        assert_eq!(
-            described,
-            [
-                (Linktype::ETHERNET, "eth0"),
-                (Linktype::RAW, "eth0"),
-                (Linktype::ETHERNET, "veth1"),
-            ]
-        );
-        let ids: Vec<_> = epbs
-            .iter()
-            .map(|e| (e.if_id, comment(e).unwrap()))
-            .collect();
-        assert_eq!(
-            ids,
-            [(0, "a"), (1, "b"), (0, "c"), (2, "d"), (2, "e"), (1, "f")]
-        );
+        assert_eq!(described, [(Linktype::ETHERNET, "eth0"), (Linktype::RAW, "eth0"), (Linktype::ETHERNET, "veth1"),]);
+        let ids: Vec<_> = epbs.iter().map(|e| (e.if_id, comment(e).unwrap())).collect();
+        assert_eq!(ids, [(0, "a"), (1, "b"), (0, "c"), (2, "d"), (2, "e"), (1, "f")]);
         // Each IDB precedes the first packet that uses it.
         assert!(matches!(blocks[1], Block::InterfaceDescription(_)));
         assert!(matches!(blocks[3], Block::InterfaceDescription(_)));
@@ -381,10 +335,7 @@ mod tests {
         let mut ev = event(Capture::None, &[], 1500, 0, b"");
         // cap_len is ignored when nothing was captured.
         ev.cap_len = 20;
-        let bytes = write(&[
-            (ev, "no bytes"),
-            (event(Capture::None, &[], 60, 7, b""), ""),
-        ]);
+        let bytes = write(&[(ev, "no bytes"), (event(Capture::None, &[], 60, 7, b""), "")]);
         let blocks = blocks(&bytes);
         let (idbs, epbs) = split(&blocks);
         assert_eq!(idbs.len(), 2);
@@ -432,14 +383,7 @@ mod tests {
     #[test]
     fn packet_block_matches_pcap_parser_serialization() {
         // Every padding length, for packet bytes and for comments.
-        let cases = [
-            (0, ""),
-            (1, "a"),
-            (2, "ab"),
-            (3, "abc"),
-            (64, "four"),
-            (65, "odd"),
-        ];
+        let cases = [(0, ""), (1, "a"), (2, "ab"), (3, "abc"), (64, "four"), (65, "odd")];
         for (data_len, text) in cases {
             let data: Vec<u8> = (0..data_len).collect();
             let bytes = write(&[(event(Capture::Network, &data, 1000, 1, b"lo"), text)]);
@@ -469,16 +413,11 @@ mod tests {
 
     /// Whether tshark can run; outside CI a missing tshark skips (said on stderr).
     fn tshark_present() -> bool {
-        let found = std::process::Command::new("tshark")
-            .arg("--version")
-            .output();
+        let found = std::process::Command::new("tshark").arg("--version").output();
         if found.is_ok_and(|o| o.status.success()) {
             return true;
         }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tshark is missing (Debian package tshark) and CI is set"
-        );
+        assert!(std::env::var_os("CI").is_none(), "tshark is missing (Debian package tshark) and CI is set");
         eprintln!("skipping: tshark not found; install the Debian package tshark to run this test");
         false
     }
@@ -491,12 +430,7 @@ mod tests {
         for field in fields {
             cmd.args(["-e", field]);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(capture).unwrap();
         let out = child.wait_with_output().unwrap();
         match out.status.success() {
@@ -508,10 +442,7 @@ mod tests {
     fn hex(text: &str) -> Vec<u8> {
         let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
         let digit = |d: u8| (d as char).to_digit(16).unwrap() as u8;
-        digits
-            .chunks(2)
-            .map(|p| digit(p[0]) << 4 | digit(p[1]))
-            .collect()
+        digits.chunks(2).map(|p| digit(p[0]) << 4 | digit(p[1])).collect()
     }
 
     /// What a user opening the file in Wireshark sees: one packet per event,
@@ -537,14 +468,8 @@ mod tests {
             (event(Capture::Network, &syn6, 60, 1, b"lo"), "ip6_rcv_core"),
             (event(Capture::None, &[], 1500, 0, b""), "consume_skb"),
         ]);
-        let fields = [
-            "udp.dstport",
-            "tcp.dstport",
-            "tcp.flags.syn",
-            "frame.interface_name",
-            "frame.len",
-            "frame.time_epoch",
-        ];
+        let fields =
+            ["udp.dstport", "tcp.dstport", "tcp.flags.syn", "frame.interface_name", "frame.len", "frame.time_epoch"];
         // Wireshark 3.6+ calls the packet comment frame.comment; older ones pkt_comment.
         let run = |comment| tshark_fields(&capture, &[&[comment][..], &fields].concat());
         let out = run("frame.comment")
@@ -553,11 +478,7 @@ mod tests {
         let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split('|').collect()).collect();
         assert_eq!(lines.len(), 3, "one packet per event:\n{out}");
         assert_eq!(lines[0][..2], [drop, "4000"], "{out}");
-        assert_eq!(
-            lines[0][4..],
-            ["eth0", "44", "1700000005.123456831"],
-            "{out}"
-        );
+        assert_eq!(lines[0][4..], ["eth0", "44", "1700000005.123456831"], "{out}");
         assert_eq!(lines[1][..3], ["ip6_rcv_core", "", "443"], "{out}");
         // A SYN: tshark prints booleans as 1 (4.0) or True (4.2+).
         assert!(["1", "True"].contains(&lines[1][3]), "{out}");

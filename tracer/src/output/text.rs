@@ -1,6 +1,9 @@
 //! pwru-compatible text lines.
 
-use std::{fmt::Write as _, io::{self, Write}};
+use std::{
+    fmt::Write as _,
+    io::{self, Write},
+};
 
 use std::net::IpAddr;
 

@@ -68,7 +68,11 @@ fn load_programs(loader: &Loader, funcs: &[SkbFunc]) -> anyhow::Result<HashMap<(
 }
 
 /// Loads the program [`program_for`] names.
-pub fn load_program(loader: &Loader, (program, probe_id): &(String, u32), expected_attach_type: u32) -> anyhow::Result<OwnedFd> {
+pub fn load_program(
+    loader: &Loader,
+    (program, probe_id): &(String, u32),
+    expected_attach_type: u32,
+) -> anyhow::Result<OwnedFd> {
     loader.load(&LoadAs {
         program,
         prog_type: sys::BPF_PROG_TYPE_KPROBE,

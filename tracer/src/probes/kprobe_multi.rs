@@ -38,7 +38,9 @@ pub fn attach(
     let program = program?;
     let targets: Vec<Target<'_>> = funcs
         .iter()
-        .filter_map(|func| Some(Target { func, name: CString::new(func.name.as_str()).ok()?, cookie: cookie_for(func) }))
+        .filter_map(|func| {
+            Some(Target { func, name: CString::new(func.name.as_str()).ok()?, cookie: cookie_for(func) })
+        })
         .collect();
     if targets.is_empty() {
         return Ok(());

@@ -74,12 +74,7 @@ pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> a
     Ok(())
 }
 
-fn attach_one(
-    loader: &Loader,
-    target: &Target,
-    program: &str,
-    probe_id: u32,
-) -> anyhow::Result<(OwnedFd, OwnedFd)> {
+fn attach_one(loader: &Loader, target: &Target, program: &str, probe_id: u32) -> anyhow::Result<(OwnedFd, OwnedFd)> {
     use std::os::fd::AsRawFd as _;
     let tp_btf = loader.load(&LoadAs {
         program,

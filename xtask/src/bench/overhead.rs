@@ -184,11 +184,7 @@ impl FilterRound {
 
 pub fn measure(params: &Params<'_>) -> anyhow::Result<(Vec<Measured>, Option<FilterCost>)> {
     let pair = Pair::create()?;
-    let sender = Sender::new(
-        &pair.path_a(),
-        SocketAddrV4::new(ADDR_A, SRC_PORT),
-        SocketAddrV4::new(ADDR_B, DST_PORT),
-    )?;
+    let sender = Sender::new(&pair.path_a(), SocketAddrV4::new(ADDR_A, SRC_PORT), SocketAddrV4::new(ADDR_B, DST_PORT))?;
     let counters = UdpCounters::open(&pair.path_b())?;
     let mut bench = Bench { params, sender, counters };
     // Caches, allocator and CPU frequency settle before anything counts.

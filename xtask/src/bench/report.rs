@@ -132,12 +132,8 @@ pub fn filter_cost(sample: Duration, cost: &FilterCost) -> String {
          further (this one reads 78).\n\n",
         sample.as_secs_f64()
     );
-    let mut t = Table::new(&[
-        "round",
-        "b first: b / b-pcap5 ns per run",
-        "b-pcap5 first: b / b-pcap5 ns per run",
-        "added ns",
-    ]);
+    let mut t =
+        Table::new(&["round", "b first: b / b-pcap5 ns per run", "b-pcap5 first: b / b-pcap5 ns per run", "added ns"]);
     let added: Vec<f64> = cost.rounds.iter().map(FilterRound::added).collect();
     for (i, (r, a)) in cost.rounds.iter().zip(&added).enumerate() {
         t.row(vec![

@@ -17,7 +17,15 @@ use super::markdown::Table;
 pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
     let root = workspace_root();
     let mut table = Table::new(&[
-        "kernel", "backend", "functions", "ready (s)", "attach (s)", "detach (s)", "stop (s)", "attach/s", "detach/s",
+        "kernel",
+        "backend",
+        "functions",
+        "ready (s)",
+        "attach (s)",
+        "detach (s)",
+        "stop (s)",
+        "attach/s",
+        "detach/s",
         "VmHWM (MiB)",
     ]);
     // Runs vary by up to a tenth under TCG: three of each.
@@ -39,7 +47,8 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
             let n = num("functions");
             let attach = num("attach_in");
             // One kprobe-multi link closes at once, without a line of its own.
-            let detach = if f.get("detach_in").is_some_and(|v| !v.is_empty()) { num("detach_in") } else { num("detach_s") };
+            let detach =
+                if f.get("detach_in").is_some_and(|v| !v.is_empty()) { num("detach_in") } else { num("detach_s") };
             table.row(vec![
                 kernel.to_string(),
                 f.get("backend").copied().unwrap_or("?").to_owned(),

@@ -18,16 +18,9 @@ impl Markers {
         // RandomState is seeded from the OS's randomness; mixing in the time and
         // pid keeps two markers from one process distinct.
         let mut hasher = std::hash::RandomState::new().build_hasher();
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
+        hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
         hasher.write_u32(std::process::id());
-        Markers {
-            nonce: format!("{:016x}", hasher.finish()),
-        }
+        Markers { nonce: format!("{:016x}", hasher.finish()) }
     }
 
     pub fn nonce(&self) -> &str {
@@ -127,10 +120,7 @@ mod tests {
         let markers = Markers::new();
         assert_eq!(progress("[ 0.1] booting\n", &markers), Progress::Booting);
         let running = format!("{}\nstep 1\n", markers.start());
-        assert_eq!(
-            progress(&running, &markers),
-            Progress::Running("step 1\n".to_owned())
-        );
+        assert_eq!(progress(&running, &markers), Progress::Running("step 1\n".to_owned()));
     }
 
     #[test]

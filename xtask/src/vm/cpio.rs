@@ -48,23 +48,11 @@ impl Archive {
 
     /// Copies a host file, keeping its permission bits. Symlinks are followed.
     pub fn add_host_file(&mut self, guest: impl AsRef<Path>, host: impl Into<PathBuf>) {
-        self.add(
-            guest.as_ref(),
-            Entry::File {
-                contents: Contents::Host(host.into()),
-                mode: 0,
-            },
-        );
+        self.add(guest.as_ref(), Entry::File { contents: Contents::Host(host.into()), mode: 0 });
     }
 
     pub fn add_bytes(&mut self, guest: impl AsRef<Path>, bytes: impl Into<Vec<u8>>, mode: u32) {
-        self.add(
-            guest.as_ref(),
-            Entry::File {
-                contents: Contents::Bytes(bytes.into()),
-                mode,
-            },
-        );
+        self.add(guest.as_ref(), Entry::File { contents: Contents::Bytes(bytes.into()), mode });
     }
 
     pub fn add_symlink(&mut self, guest: impl AsRef<Path>, target: impl Into<String>) {
@@ -87,32 +75,22 @@ impl Archive {
                 break;
             }
             // A symlinked directory (merged /usr's /lib -> usr/lib) stays a symlink.
-            self.entries
-                .entry(parent.to_path_buf())
-                .or_insert(Entry::Dir);
+            self.entries.entry(parent.to_path_buf()).or_insert(Entry::Dir);
         }
     }
 
     /// Writes the archive, reading host files as it goes.
     pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
         for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
-            let name = path.to_str().ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("non-UTF-8 path {path:?}"),
-                )
-            })?;
-            let header = |mode, size, rdev: (u32, u32)| Header {
-                ino,
-                mode,
-                size,
-                rdev,
-                name,
-            };
+            let name = path
+                .to_str()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("non-UTF-8 path {path:?}")))?;
+            let header = |mode, size, rdev: (u32, u32)| Header { ino, mode, size, rdev, name };
             match entry {
                 Entry::Dir => header(S_IFDIR | 0o755, 0, (0, 0)).write_to(&mut out, &[])?,
-                Entry::Symlink(target) => header(S_IFLNK | 0o777, target.len(), (0, 0))
-                    .write_to(&mut out, target.as_bytes())?,
+                Entry::Symlink(target) => {
+                    header(S_IFLNK | 0o777, target.len(), (0, 0)).write_to(&mut out, target.as_bytes())?
+                }
                 Entry::CharDevice { major, minor } => {
                     header(S_IFCHR | 0o600, 0, (*major, *minor)).write_to(&mut out, &[])?
                 }
@@ -130,14 +108,7 @@ impl Archive {
                 }
             }
         }
-        Header {
-            ino: 0,
-            mode: 0,
-            size: 0,
-            rdev: (0, 0),
-            name: "TRAILER!!!",
-        }
-        .write_to(&mut out, &[])
+        Header { ino: 0, mode: 0, size: 0, rdev: (0, 0), name: "TRAILER!!!" }.write_to(&mut out, &[])
     }
 }
 
@@ -151,26 +122,12 @@ struct Header<'a> {
 
 impl Header<'_> {
     fn write_to(&self, out: &mut impl Write, data: &[u8]) -> io::Result<()> {
-        let size = u32::try_from(self.size)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file over 4 GiB"))?;
+        let size =
+            u32::try_from(self.size).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file over 4 GiB"))?;
         let name_size = self.name.len() + 1;
         let nlink = if self.mode & S_IFDIR == S_IFDIR { 2 } else { 1 };
         // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check
-        let fields = [
-            self.ino,
-            self.mode,
-            0,
-            0,
-            nlink,
-            0,
-            size,
-            0,
-            0,
-            self.rdev.0,
-            self.rdev.1,
-            name_size as u32,
-            0,
-        ];
+        let fields = [self.ino, self.mode, 0, 0, nlink, 0, size, 0, 0, self.rdev.0, self.rdev.1, name_size as u32, 0];
         let mut header = String::from("070701");
         for field in fields {
             header.push_str(&format!("{field:08x}"));
@@ -228,18 +185,7 @@ mod tests {
         let mut out = Vec::new();
         archive.write_to(&mut out).unwrap();
         assert_eq!(out.len() % 4, 0);
-        assert_eq!(
-            names(&out),
-            [
-                "bin",
-                "dev",
-                "dev/console",
-                "usr",
-                "usr/bin",
-                "usr/bin/x",
-                "TRAILER!!!"
-            ]
-        );
+        assert_eq!(names(&out), ["bin", "dev", "dev/console", "usr", "usr/bin", "usr/bin/x", "TRAILER!!!"]);
     }
 
     #[test]
@@ -249,10 +195,7 @@ mod tests {
         archive.add_bytes("/usr/sbin/ip", b"real".to_vec(), 0o755);
         let mut out = Vec::new();
         archive.write_to(&mut out).unwrap();
-        assert_eq!(
-            names(&out),
-            ["usr", "usr/sbin", "usr/sbin/ip", "TRAILER!!!"]
-        );
+        assert_eq!(names(&out), ["usr", "usr/sbin", "usr/sbin/ip", "TRAILER!!!"]);
         assert!(out.windows(4).any(|w| w == b"real"));
     }
 }

@@ -43,13 +43,8 @@ pub fn tools_archive(work_dir: &Path) -> anyhow::Result<PathBuf> {
     // Written under a per-process name and renamed: parallel runs may rebuild at once.
     let partial = work_dir.join(format!("tools.cpio.partial{}", std::process::id()));
     write_archive(&archive, &partial)?;
-    fs::rename(&partial, &archive_path).with_context(|| {
-        format!(
-            "renaming {} to {}",
-            partial.display(),
-            archive_path.display()
-        )
-    })?;
+    fs::rename(&partial, &archive_path)
+        .with_context(|| format!("renaming {} to {}", partial.display(), archive_path.display()))?;
     fs::write(&stamp_path, stamp).with_context(|| format!("writing {}", stamp_path.display()))?;
     Ok(archive_path)
 }
@@ -69,25 +64,13 @@ pub fn run_archive(files: &RunFiles) -> anyhow::Result<Archive> {
     archive.add_bytes("/init", files.init.as_bytes(), 0o755);
     let modules_dir = merged_usr(&Path::new("/lib/modules").join(files.release));
     for module in files.modules {
-        archive.add_host_file(
-            modules_dir.join(format!("{}.ko", module.name)),
-            &module.file,
-        );
+        archive.add_host_file(modules_dir.join(format!("{}.ko", module.name)), &module.file);
     }
-    archive.add_bytes(
-        modules_dir.join("modules.dep"),
-        modules::modules_dep(files.modules),
-        0o644,
-    );
-    add_program(&mut archive, GUEST_SKBTRACE, files.skbtrace)
-        .context("adding the skbtrace binary to the VM")?;
+    archive.add_bytes(modules_dir.join("modules.dep"), modules::modules_dep(files.modules), 0o644);
+    add_program(&mut archive, GUEST_SKBTRACE, files.skbtrace).context("adding the skbtrace binary to the VM")?;
     let test_dir = Path::new(GUEST_TEST_DIR);
     archive.add_dir(test_dir);
-    add_host_path(
-        &mut archive,
-        &test_dir.join(file_name(files.script)?),
-        files.script,
-    )?;
+    add_host_path(&mut archive, &test_dir.join(file_name(files.script)?), files.script)?;
     for path in files.copy {
         add_host_path(&mut archive, &test_dir.join(file_name(path)?), path)?;
     }
@@ -96,12 +79,9 @@ pub fn run_archive(files: &RunFiles) -> anyhow::Result<Archive> {
 
 /// Writes the initrd qemu loads: the cached tools archive, then the run's.
 pub fn write_initrd(tools: &Path, run: &Archive, initrd: &Path) -> anyhow::Result<()> {
-    fs::copy(tools, initrd)
-        .with_context(|| format!("copying {} to {}", tools.display(), initrd.display()))?;
-    let file = fs::OpenOptions::new()
-        .append(true)
-        .open(initrd)
-        .with_context(|| format!("opening {}", initrd.display()))?;
+    fs::copy(tools, initrd).with_context(|| format!("copying {} to {}", tools.display(), initrd.display()))?;
+    let file =
+        fs::OpenOptions::new().append(true).open(initrd).with_context(|| format!("opening {}", initrd.display()))?;
     write_to_file(run, file, initrd)
 }
 
@@ -112,11 +92,8 @@ fn write_archive(archive: &Archive, path: &Path) -> anyhow::Result<()> {
 
 fn write_to_file(archive: &Archive, file: fs::File, path: &Path) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(file);
-    archive
-        .write_to(&mut out)
-        .with_context(|| format!("writing {}", path.display()))?;
-    out.flush()
-        .with_context(|| format!("writing {}", path.display()))
+    archive.write_to(&mut out).with_context(|| format!("writing {}", path.display()))?;
+    out.flush().with_context(|| format!("writing {}", path.display()))
 }
 
 /// Adds a file or a directory tree under `guest`; ELF files bring their libraries.
@@ -161,18 +138,13 @@ impl HostTools {
     fn find() -> anyhow::Result<Self> {
         let busybox = host_program("busybox", "busybox")?;
         let xtables = host_program("xtables-legacy-multi", "iptables")?;
-        let extensions_dir = [
-            "/usr/lib/x86_64-linux-gnu/xtables",
-            "/lib/x86_64-linux-gnu/xtables",
-        ]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|dir| dir.is_dir())
-        .context("no xtables extension directory; install Debian package iptables")?;
+        let extensions_dir = ["/usr/lib/x86_64-linux-gnu/xtables", "/lib/x86_64-linux-gnu/xtables"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|dir| dir.is_dir())
+            .context("no xtables extension directory; install Debian package iptables")?;
         let mut xtables_extensions = Vec::new();
-        for entry in fs::read_dir(&extensions_dir)
-            .with_context(|| format!("listing {}", extensions_dir.display()))?
-        {
+        for entry in fs::read_dir(&extensions_dir).with_context(|| format!("listing {}", extensions_dir.display()))? {
             xtables_extensions.push(entry?.path());
         }
         xtables_extensions.sort();
@@ -186,23 +158,15 @@ impl HostTools {
     }
 
     fn programs(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.busybox, &self.ip, &self.xtables]
-            .into_iter()
-            .chain(&self.nsenter)
+        [&self.busybox, &self.ip, &self.xtables].into_iter().chain(&self.nsenter)
     }
 
     /// Identifies the host tools' versions: paths, sizes and modification times.
     fn stamp(&self) -> anyhow::Result<String> {
         let mut stamp = format!("layout {TOOLS_LAYOUT}\n");
         for path in self.programs().chain(&self.xtables_extensions) {
-            let metadata =
-                fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-            stamp.push_str(&format!(
-                "{} {} {}\n",
-                path.display(),
-                metadata.len(),
-                metadata.mtime()
-            ));
+            let metadata = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+            stamp.push_str(&format!("{} {} {}\n", path.display(), metadata.len(), metadata.mtime()));
         }
         Ok(stamp)
     }
@@ -223,17 +187,7 @@ impl HostTools {
                 archive.add_symlink(top, target.to_string_lossy());
             }
         }
-        for dir in [
-            "/proc",
-            "/sys",
-            "/dev",
-            "/run",
-            "/tmp",
-            "/root",
-            "/mnt",
-            "/etc",
-            "/usr/local/bin",
-        ] {
+        for dir in ["/proc", "/sys", "/dev", "/run", "/tmp", "/root", "/mnt", "/etc", "/usr/local/bin"] {
             archive.add_dir(dir);
         }
         // The kernel opens /dev/console for /init before anything is mounted.
@@ -252,10 +206,7 @@ impl HostTools {
         // Applets first: the real tools added below replace same-named applets.
         let busybox_guest = merged_usr(&self.busybox);
         for applet in busybox_applets(&self.busybox)? {
-            archive.add_symlink(
-                merged_usr(&Path::new("/").join(applet)),
-                busybox_guest.to_string_lossy(),
-            );
+            archive.add_symlink(merged_usr(&Path::new("/").join(applet)), busybox_guest.to_string_lossy());
         }
         for program in self.programs() {
             archive.add_host_file(merged_usr(program), program);
@@ -273,19 +224,12 @@ impl HostTools {
             "ip6tables-restore",
             "ip6tables-legacy",
         ] {
-            archive.add_symlink(
-                xtables_guest.with_file_name(name),
-                xtables_name.to_string_lossy(),
-            );
+            archive.add_symlink(xtables_guest.with_file_name(name), xtables_name.to_string_lossy());
         }
         for extension in &self.xtables_extensions {
             archive.add_host_file(merged_usr(extension), extension);
         }
-        let all: Vec<&Path> = self
-            .programs()
-            .chain(&self.xtables_extensions)
-            .map(PathBuf::as_path)
-            .collect();
+        let all: Vec<&Path> = self.programs().chain(&self.xtables_extensions).map(PathBuf::as_path).collect();
         for library in shared_libraries(&all)? {
             archive.add_host_file(merged_usr(&library), library);
         }
@@ -309,36 +253,21 @@ fn busybox_applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
         .output()
         .with_context(|| format!("running {} --list-full", busybox.display()))?;
     if !output.status.success() {
-        bail!(
-            "{} --list-full failed ({})",
-            busybox.display(),
-            output.status
-        );
+        bail!("{} --list-full failed ({})", busybox.display(), output.status);
     }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect())
 }
 
 /// The shared libraries (and the dynamic loader) the given ELF files load,
 /// as `ldd` resolves them on this host. Empty for static executables.
 fn shared_libraries(files: &[&Path]) -> anyhow::Result<BTreeSet<PathBuf>> {
-    let output = Command::new("ldd")
-        .args(files)
-        .output()
-        .context("running ldd (Debian package libc-bin)")?;
+    let output = Command::new("ldd").args(files).output().context("running ldd (Debian package libc-bin)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() && !stdout.contains("statically linked") {
         // ldd fails for static executables ("not a dynamic executable").
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !stderr.contains("not a dynamic executable") {
-            bail!(
-                "ldd {files:?} failed ({}): {}{}",
-                output.status,
-                stdout,
-                stderr.trim()
-            );
+            bail!("ldd {files:?} failed ({}): {}{}", output.status, stdout, stderr.trim());
         }
     }
     parse_ldd(&stdout).with_context(|| format!("ldd {files:?}"))
@@ -372,9 +301,7 @@ fn merged_usr(path: &Path) -> PathBuf {
     };
     let top_path = Path::new(root.as_os_str()).join(top);
     match fs::read_link(&top_path) {
-        Ok(target) if target.is_relative() => {
-            Path::new("/").join(target).join(components.as_path())
-        }
+        Ok(target) if target.is_relative() => Path::new("/").join(target).join(components.as_path()),
         _ => path.to_path_buf(),
     }
 }
@@ -387,8 +314,7 @@ fn is_elf(path: &Path) -> anyhow::Result<bool> {
 }
 
 fn file_name(path: &Path) -> anyhow::Result<&std::ffi::OsStr> {
-    path.file_name()
-        .with_context(|| format!("{} has no file name", path.display()))
+    path.file_name().with_context(|| format!("{} has no file name", path.display()))
 }
 
 #[cfg(test)]
@@ -406,10 +332,7 @@ mod tests {
         let libraries: Vec<_> = parse_ldd(stdout).unwrap().into_iter().collect();
         assert_eq!(
             libraries,
-            [
-                Path::new("/lib/x86_64-linux-gnu/libbpf.so.1"),
-                Path::new("/lib64/ld-linux-x86-64.so.2")
-            ]
+            [Path::new("/lib/x86_64-linux-gnu/libbpf.so.1"), Path::new("/lib64/ld-linux-x86-64.so.2")]
         );
         assert!(parse_ldd("\tlibpcap.so.0.8 => not found\n").is_err());
     }

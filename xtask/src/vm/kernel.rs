@@ -71,16 +71,13 @@ pub struct KernelImage {
 /// Debian kernel is picked up only after `rm -r target/vm/<kernel>`.
 pub fn fetch(kernel: Kernel, work_dir: &Path) -> anyhow::Result<KernelImage> {
     let cache_dir = work_dir.join(kernel.as_str());
-    fs::create_dir_all(&cache_dir)
-        .with_context(|| format!("creating kernel cache {}", cache_dir.display()))?;
+    fs::create_dir_all(&cache_dir).with_context(|| format!("creating kernel cache {}", cache_dir.display()))?;
     let root = cache_dir.join("root");
     {
         // Parallel test runs share the cache: one downloads while the others wait.
         let lock_path = cache_dir.join("fetch.lock");
-        let lock = fs::File::create(&lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("locking {}", lock_path.display()))?;
+        let lock = fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
         if !root.exists() {
             download_and_extract(kernel, &cache_dir, &root)?;
         }
@@ -95,13 +92,11 @@ fn download_and_extract(kernel: Kernel, cache_dir: &Path, root: &Path) -> anyhow
     // leaves a half-extracted tree that looks complete.
     let partial = cache_dir.join("root.partial");
     if partial.exists() {
-        fs::remove_dir_all(&partial)
-            .with_context(|| format!("removing stale {}", partial.display()))?;
+        fs::remove_dir_all(&partial).with_context(|| format!("removing stale {}", partial.display()))?;
     }
     run(Command::new("dpkg").arg("-x").arg(&deb).arg(&partial))
         .with_context(|| format!("extracting {} with dpkg -x", deb.display()))?;
-    fs::rename(&partial, root)
-        .with_context(|| format!("renaming {} to {}", partial.display(), root.display()))
+    fs::rename(&partial, root).with_context(|| format!("renaming {} to {}", partial.display(), root.display()))
 }
 
 /// Resolves a meta-package (`linux-image-cloud-amd64`) to the image package it
@@ -110,28 +105,20 @@ fn versioned_package(meta: &str) -> anyhow::Result<String> {
     let output = run_with_apt_lists(|| run(Command::new("apt-cache").args(["depends", meta])))
         .with_context(|| format!("asking apt-cache which package {meta} depends on"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    image_dependency(&stdout).with_context(|| {
-        format!("apt-cache depends {meta} names no linux-image package; output:\n{stdout}")
-    })
+    image_dependency(&stdout)
+        .with_context(|| format!("apt-cache depends {meta} names no linux-image package; output:\n{stdout}"))
 }
 
 fn image_dependency(apt_cache_depends: &str) -> Option<String> {
     apt_cache_depends.lines().find_map(|line| {
         let package = line.trim().strip_prefix("Depends:")?.trim();
-        package
-            .starts_with("linux-image-")
-            .then(|| package.to_owned())
+        package.starts_with("linux-image-").then(|| package.to_owned())
     })
 }
 
 fn download(package: &str, dir: &Path) -> anyhow::Result<PathBuf> {
-    run_with_apt_lists(|| {
-        run(Command::new("apt-get")
-            .arg("download")
-            .arg(package)
-            .current_dir(dir))
-    })
-    .with_context(|| format!("downloading {package} with apt-get download"))?;
+    run_with_apt_lists(|| run(Command::new("apt-get").arg("download").arg(package).current_dir(dir)))
+        .with_context(|| format!("downloading {package} with apt-get download"))?;
     let prefix = format!("{package}_");
     let entries = fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
@@ -141,10 +128,7 @@ fn download(package: &str, dir: &Path) -> anyhow::Result<PathBuf> {
             return Ok(dir.join(&*name));
         }
     }
-    bail!(
-        "apt-get download {package} succeeded but left no {prefix}*.deb in {}",
-        dir.display()
-    )
+    bail!("apt-get download {package} succeeded but left no {prefix}*.deb in {}", dir.display())
 }
 
 /// Runs an apt query; if it fails, refreshes the package lists once and retries,
@@ -162,16 +146,9 @@ fn run_with_apt_lists(query: impl Fn() -> anyhow::Result<Output>) -> anyhow::Res
 }
 
 fn run(command: &mut Command) -> anyhow::Result<Output> {
-    let output = command
-        .output()
-        .with_context(|| format!("starting {:?}", command.get_program()))?;
+    let output = command.output().with_context(|| format!("starting {:?}", command.get_program()))?;
     if !output.status.success() {
-        bail!(
-            "{:?} failed ({}): {}",
-            command,
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{:?} failed ({}): {}", command, output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(output)
 }
@@ -190,11 +167,7 @@ fn image_in(root: &Path, cache_dir: PathBuf) -> anyhow::Result<KernelImage> {
             });
         }
     }
-    bail!(
-        "no vmlinuz-* in {}; remove {} to download the kernel again",
-        boot.display(),
-        cache_dir.display()
-    )
+    bail!("no vmlinuz-* in {}; remove {} to download the kernel again", boot.display(), cache_dir.display())
 }
 
 #[cfg(test)]
@@ -211,12 +184,8 @@ mod tests {
 
     #[test]
     fn finds_image_dependency() {
-        let depends =
-            "linux-image-6.12-cloud-amd64\n  Depends: linux-image-6.12.117+deb12-cloud-amd64\n";
-        assert_eq!(
-            image_dependency(depends).as_deref(),
-            Some("linux-image-6.12.117+deb12-cloud-amd64")
-        );
+        let depends = "linux-image-6.12-cloud-amd64\n  Depends: linux-image-6.12.117+deb12-cloud-amd64\n";
+        assert_eq!(image_dependency(depends).as_deref(), Some("linux-image-6.12.117+deb12-cloud-amd64"));
         assert_eq!(image_dependency("foo\n  Depends: initramfs-tools\n"), None);
     }
 }

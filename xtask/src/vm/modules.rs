@@ -68,8 +68,7 @@ pub fn prepare(image: &KernelImage, wanted: &[String]) -> anyhow::Result<Vec<Mod
         })?;
         let plain = decompressed(packaged, &plain_dir.join(format!("{name}.ko")))?;
         let elf = fs::read(&plain).with_context(|| format!("reading {}", plain.display()))?;
-        let depends =
-            modinfo_depends(&elf).with_context(|| format!("reading modinfo of {name}"))?;
+        let depends = modinfo_depends(&elf).with_context(|| format!("reading modinfo of {name}"))?;
         files.insert(name.to_owned(), (plain, depends.clone()));
         Ok(Some(depends))
     })?;
@@ -78,11 +77,7 @@ pub fn prepare(image: &KernelImage, wanted: &[String]) -> anyhow::Result<Vec<Mod
         .map(|name| {
             let (file, mut depends) = files.remove(&name).expect("resolved above");
             depends.retain(|dep| !tree.builtin.contains(dep));
-            Module {
-                name,
-                file,
-                depends,
-            }
+            Module { name, file, depends }
         })
         .collect())
 }
@@ -98,12 +93,7 @@ pub fn modules_dep(modules: &[Module]) -> String {
         // Dependencies come earlier in load order, so theirs are already known.
         let mut needs: Vec<&str> = Vec::new();
         for direct in &module.depends {
-            for name in transitive
-                .get(direct.as_str())
-                .into_iter()
-                .flatten()
-                .chain([&direct.as_str()])
-            {
+            for name in transitive.get(direct.as_str()).into_iter().flatten().chain([&direct.as_str()]) {
                 if !needs.contains(name) {
                     needs.push(name);
                 }
@@ -131,8 +121,7 @@ impl ModuleTree {
         let mut files = HashMap::new();
         let mut dirs = vec![modules_dir.join("kernel")];
         while let Some(dir) = dirs.pop() {
-            let entries =
-                fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+            let entries = fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
             for entry in entries {
                 let path = entry?.path();
                 if path.is_dir() {
@@ -156,9 +145,7 @@ impl ModuleTree {
 /// use `-`, as in `depends=`.
 fn module_name(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?;
-    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-        .into_iter()
-        .find_map(|suffix| file.strip_suffix(suffix))?;
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].into_iter().find_map(|suffix| file.strip_suffix(suffix))?;
     Some(stem.replace('-', "_"))
 }
 
@@ -179,20 +166,13 @@ fn decompressed(packaged: &Path, plain: &Path) -> anyhow::Result<PathBuf> {
         .arg("-dc")
         .arg(packaged)
         .output()
-        .with_context(|| {
-            format!("starting {tool}; install it (Debian package xz-utils or zstd)")
-        })?;
+        .with_context(|| format!("starting {tool}; install it (Debian package xz-utils or zstd)"))?;
     if !output.status.success() {
-        bail!(
-            "{tool} -dc {} failed: {}",
-            packaged.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{tool} -dc {} failed: {}", packaged.display(), String::from_utf8_lossy(&output.stderr).trim());
     }
     // Write then rename: parallel runs may decompress the same module.
     let partial = plain.with_extension(format!("ko.partial{}", std::process::id()));
-    fs::write(&partial, &output.stdout)
-        .with_context(|| format!("writing {}", partial.display()))?;
+    fs::write(&partial, &output.stdout).with_context(|| format!("writing {}", partial.display()))?;
     fs::rename(&partial, plain).with_context(|| format!("renaming to {}", plain.display()))?;
     Ok(plain.to_path_buf())
 }
@@ -210,11 +190,7 @@ fn load_order(
     }
     let mut order = Vec::new();
     let mut seen = HashSet::new();
-    let mut stack: Vec<Visit> = wanted
-        .iter()
-        .rev()
-        .map(|m| Visit::Enter(m.clone()))
-        .collect();
+    let mut stack: Vec<Visit> = wanted.iter().rev().map(|m| Visit::Enter(m.clone())).collect();
     while let Some(visit) = stack.pop() {
         match visit {
             Visit::Enter(name) => {
@@ -236,10 +212,7 @@ fn load_order(
 /// The `depends=` list from a module's `.modinfo` section.
 fn modinfo_depends(elf: &[u8]) -> anyhow::Result<Vec<String>> {
     let modinfo = elf_section(elf, ".modinfo").context("no .modinfo section")?;
-    let depends = modinfo
-        .split(|&b| b == 0)
-        .find_map(|field| field.strip_prefix(b"depends="))
-        .unwrap_or_default();
+    let depends = modinfo.split(|&b| b == 0).find_map(|field| field.strip_prefix(b"depends=")).unwrap_or_default();
     Ok(std::str::from_utf8(depends)
         .context("depends= is not UTF-8")?
         .split(',')
@@ -250,18 +223,14 @@ fn modinfo_depends(elf: &[u8]) -> anyhow::Result<Vec<String>> {
 
 /// The contents of a named section of a 64-bit little-endian ELF file.
 fn elf_section<'a>(elf: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
-    let u16_at =
-        |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?) as usize);
-    let u32_at =
-        |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?) as usize);
-    let u64_at =
-        |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?) as usize);
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?) as usize);
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?) as usize);
+    let u64_at = |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?) as usize);
     // ELFCLASS64, ELFDATA2LSB: the only kind x86-64 modules come in.
     if elf.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
     }
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
     let section = |index: usize| {
         let header = shoff + index * shentsize;
         let (name, offset, size) = (u32_at(header)?, u64_at(header + 24)?, u64_at(header + 32)?);
@@ -293,11 +262,7 @@ mod tests {
         elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
         elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
         elf[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
-        for (name, offset, size) in [
-            (0, 0, 0),
-            (1, names_at, names.len()),
-            (11, modinfo_at, modinfo.len()),
-        ] {
+        for (name, offset, size) in [(0, 0, 0), (1, names_at, names.len()), (11, modinfo_at, modinfo.len())] {
             let mut header = [0u8; 64];
             header[..4].copy_from_slice(&(name as u32).to_le_bytes());
             header[24..32].copy_from_slice(&(offset as u64).to_le_bytes());
@@ -309,12 +274,8 @@ mod tests {
 
     #[test]
     fn reads_depends_from_modinfo() {
-        let elf =
-            elf_with_modinfo(b"license=GPL\0depends=nf_conntrack,nf-defrag-ipv6\0name=nf_nat\0");
-        assert_eq!(
-            modinfo_depends(&elf).unwrap(),
-            ["nf_conntrack", "nf_defrag_ipv6"]
-        );
+        let elf = elf_with_modinfo(b"license=GPL\0depends=nf_conntrack,nf-defrag-ipv6\0name=nf_nat\0");
+        assert_eq!(modinfo_depends(&elf).unwrap(), ["nf_conntrack", "nf_defrag_ipv6"]);
         let elf = elf_with_modinfo(b"depends=\0name=veth\0");
         assert!(modinfo_depends(&elf).unwrap().is_empty());
         assert!(modinfo_depends(b"not an elf").is_err());
@@ -344,16 +305,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             order,
-            [
-                "veth",
-                "nf_defrag_ipv4",
-                "nf_conntrack",
-                "nf_nat",
-                "x_tables",
-                "xt_nat",
-                "ip_tables",
-                "iptable_nat"
-            ]
+            ["veth", "nf_defrag_ipv4", "nf_conntrack", "nf_nat", "x_tables", "xt_nat", "ip_tables", "iptable_nat"]
         );
     }
 
@@ -383,14 +335,8 @@ mod tests {
 
     #[test]
     fn names_modules_like_depmod() {
-        assert_eq!(
-            module_name(Path::new("kernel/net/bridge/bridge.ko.xz")).as_deref(),
-            Some("bridge")
-        );
-        assert_eq!(
-            module_name(Path::new("kernel/x/nf-foo.ko")).as_deref(),
-            Some("nf_foo")
-        );
+        assert_eq!(module_name(Path::new("kernel/net/bridge/bridge.ko.xz")).as_deref(), Some("bridge"));
+        assert_eq!(module_name(Path::new("kernel/x/nf-foo.ko")).as_deref(), Some("nf_foo"));
         assert_eq!(module_name(Path::new("modules.order")), None);
     }
 }

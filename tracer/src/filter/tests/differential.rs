@@ -108,17 +108,12 @@ pub struct Case {
 pub fn cases(link: LinkType) -> Vec<Case> {
     let mut cases = Vec::new();
     for &expr in EXPRESSIONS {
-        match (
-            compile_cbpf(expr, link, SNAPLEN),
-            compile(expr, link, SNAPLEN),
-        ) {
+        match (compile_cbpf(expr, link, SNAPLEN), compile(expr, link, SNAPLEN)) {
             (Ok(cbpf), Ok(compiled)) => cases.push(Case { expr, cbpf, ebpf: compiled.insns }),
             (_, Err(FilterError::WrongLinkType { .. })) if link == LinkType::RawIp => {}
-            (cbpf, ebpf) => panic!(
-                "{expr:?} on {link:?}: {:?} / {:?}",
-                cbpf.map(|p| p.len()),
-                ebpf.map(|c| c.insns.len())
-            ),
+            (cbpf, ebpf) => {
+                panic!("{expr:?} on {link:?}: {:?} / {:?}", cbpf.map(|p| p.len()), ebpf.map(|c| c.insns.len()))
+            }
         }
     }
     cases
@@ -162,10 +157,7 @@ fn disagreements(
             hits += usize::from(want);
             let got = run(data, packet.wire_len) != 0;
             if got != want {
-                wrong.push(format!(
-                    "{:?} ({link:?}) on {}: got {got}, libpcap {want}",
-                    case.expr, packet.what
-                ));
+                wrong.push(format!("{:?} ({link:?}) on {}: got {got}, libpcap {want}", case.expr, packet.what));
             }
         }
         matched.push((case.expr.to_string(), hits));
@@ -173,11 +165,7 @@ fn disagreements(
     (wrong, matched)
 }
 
-fn assert_agree(
-    executor: &str,
-    link: LinkType,
-    (wrong, matched): (Vec<String>, Vec<(String, usize)>),
-) {
+fn assert_agree(executor: &str, link: LinkType, (wrong, matched): (Vec<String>, Vec<(String, usize)>)) {
     assert!(
         wrong.is_empty(),
         "{executor} on {link:?}: {} disagreements:\n{}",
@@ -192,14 +180,8 @@ fn assert_agree(
         // Reads the IPv4 source address on raw IP, none of which starts with 8.6.
         .filter(|(expr, _)| !(link == LinkType::RawIp && expr == "ether[12:2] = 0x0806"))
         .collect();
-    assert!(
-        dull.is_empty(),
-        "{link:?}: expressions matching no packet or all: {dull:?}"
-    );
-    eprintln!(
-        "{executor} on {link:?}: {} expressions × {packets} packets agree with libpcap",
-        matched.len()
-    );
+    assert!(dull.is_empty(), "{link:?}: expressions matching no packet or all: {dull:?}");
+    eprintln!("{executor} on {link:?}: {} expressions × {packets} packets agree with libpcap", matched.len());
 }
 
 /// The kernel copies only `bytes_read` bytes before filtering: on every packet, libpcap's
@@ -231,8 +213,7 @@ fn the_bytes_a_filter_reads_decide_its_verdict() {
 
 fn in_rbpf(case: &Case) -> Result<Verdict<'_>, String> {
     Ok(Box::new(|data, wire_len| {
-        rbpf_vm::run(&case.ebpf, data, wire_len, SNAPLEN as usize)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.expr))
+        rbpf_vm::run(&case.ebpf, data, wire_len, SNAPLEN as usize).unwrap_or_else(|e| panic!("{}: {e}", case.expr))
     }))
 }
 
@@ -261,10 +242,7 @@ fn expressions_agree_with_libpcap_in_the_kernel() {
                 verdict.into()
             }))
         });
-        eprintln!(
-            "kernel on {link:?}: the verifier worked hardest on {:?}: {} instructions",
-            busiest.1, busiest.0
-        );
+        eprintln!("kernel on {link:?}: the verifier worked hardest on {:?}: {} instructions", busiest.1, busiest.0);
         assert_agree("kernel", link, result);
         // The tracer's own program shares the verifier's budget of 1M instructions.
         assert!(busiest.0 < 100_000, "{busiest:?}");

@@ -74,9 +74,7 @@ fn packet_map() -> io::Result<OwnedFd> {
 
 /// Whether this process may load BPF programs; the reason if not.
 pub fn available() -> Result<(), String> {
-    packet_map()
-        .map(drop)
-        .map_err(|e| format!("cannot create a BPF map: {e}"))
+    packet_map().map(drop).map_err(|e| format!("cannot create a BPF map: {e}"))
 }
 
 /// A loaded test program around one filter.
@@ -94,15 +92,9 @@ impl KernelFilter {
         let (prog, log) = load_program(&program, BPF_LOG_STATS, 1 << 16)
             .or_else(|_| load_program(&program, 1, 1 << 26))
             .map_err(|log| format!("the verifier rejects the filter:\n{log}"))?;
-        let verifier_insns = log
-            .split_once("processed ")
-            .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
-            .unwrap_or(0);
-        Ok(Self {
-            prog,
-            _map: map,
-            verifier_insns,
-        })
+        let verifier_insns =
+            log.split_once("processed ").and_then(|(_, rest)| rest.split(' ').next()?.parse().ok()).unwrap_or(0);
+        Ok(Self { prog, _map: map, verifier_insns })
     }
 
     /// The filter's verdict for `data` (truncated to `SNAPLEN` by the harness), captured from a
@@ -125,11 +117,7 @@ impl KernelFilter {
     }
 }
 
-fn load_program(
-    program: &[Insn],
-    log_level: u32,
-    log_size: usize,
-) -> Result<(OwnedFd, String), String> {
+fn load_program(program: &[Insn], log_level: u32, log_size: usize) -> Result<(OwnedFd, String), String> {
     let bytes: Vec<u8> = program.iter().flat_map(Insn::to_bytes).collect();
     let mut log = vec![0u8; log_size];
     let mut attr = ProgLoadAttr {
@@ -149,15 +137,8 @@ fn load_program(
         Ok(fd) => Ok((fd, text)),
         Err(e) => {
             // The end of a verifier log says what failed; the rest can be megabytes.
-            let tail: String = text
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let tail: String =
+                text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
             Err(format!("{e}\n{tail}"))
         }
     }

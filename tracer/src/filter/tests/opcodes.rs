@@ -40,12 +40,7 @@ pub const JUMP_OPS: [u16; 4] = [0x10, 0x20, 0x30, 0x40];
 pub const JA: u16 = 0x05;
 
 pub fn s(code: u16, k: u32) -> CbpfInsn {
-    CbpfInsn {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+    CbpfInsn { code, jt: 0, jf: 0, k }
 }
 
 pub fn j(code: u16, k: u32, jt: u8, jf: u8) -> CbpfInsn {
@@ -63,60 +58,27 @@ pub struct Case {
 }
 
 fn case(name: impl Into<String>, prog: Vec<CbpfInsn>, inputs: &[Vec<u8>]) -> Case {
-    Case {
-        name: name.into(),
-        prog,
-        inputs: inputs.to_vec(),
-        expect: None,
-    }
+    Case { name: name.into(), prog, inputs: inputs.to_vec(), expect: None }
 }
 
 /// Packets whose byte `i` is `i + 1`, so every load has a distinctive, non-zero value.
 fn counting(lengths: &[usize]) -> Vec<Vec<u8>> {
-    lengths
-        .iter()
-        .map(|&n| (0..n).map(|i| (i + 1) as u8).collect())
-        .collect()
+    lengths.iter().map(|&n| (0..n).map(|i| (i + 1) as u8).collect()).collect()
 }
 
 fn loads() -> Vec<Case> {
     let inputs = counting(&[0, 1, 2, 3, 4, 5, 13, 14, 54, 251, 252, 253, 255, 256, 300]);
     let mut cases = Vec::new();
     for code in [LD_W_ABS, LD_H_ABS, LD_B_ABS] {
-        for k in [
-            0,
-            1,
-            2,
-            3,
-            4,
-            12,
-            250,
-            251,
-            252,
-            253,
-            254,
-            255,
-            256,
-            1000,
-            0x7fff_ffff,
-            0xffff_ffff,
-        ] {
-            cases.push(case(
-                format!("ld abs {code:#x} [{k}]"),
-                vec![s(code, k), s(RET_A, 0)],
-                &inputs,
-            ));
+        for k in [0, 1, 2, 3, 4, 12, 250, 251, 252, 253, 254, 255, 256, 1000, 0x7fff_ffff, 0xffff_ffff] {
+            cases.push(case(format!("ld abs {code:#x} [{k}]"), vec![s(code, k), s(RET_A, 0)], &inputs));
         }
     }
     for code in [LD_W_IND, LD_H_IND, LD_B_IND] {
         for x in [0, 1, 3, 250, 252, 255, 256, 0x8000_0000, 0xffff_ffff] {
             for k in [0, 2, 250, 0xffff_ffff] {
                 let prog = vec![s(LDX_IMM, x), s(code, k), s(RET_A, 0)];
-                cases.push(case(
-                    format!("ld ind {code:#x} [x={x} + {k}]"),
-                    prog,
-                    &inputs,
-                ));
+                cases.push(case(format!("ld ind {code:#x} [x={x} + {k}]"), prog, &inputs));
             }
         }
     }
@@ -125,11 +87,7 @@ fn loads() -> Vec<Case> {
         cases.push(case(format!("ldx msh [{k}]"), prog, &inputs));
     }
     cases.push(case("ld len", vec![s(LD_LEN, 0), s(RET_A, 0)], &inputs));
-    cases.push(case(
-        "ldx len",
-        vec![s(LDX_LEN, 0), s(TXA, 0), s(RET_A, 0)],
-        &inputs,
-    ));
+    cases.push(case("ldx len", vec![s(LDX_LEN, 0), s(TXA, 0), s(RET_A, 0)], &inputs));
     cases
 }
 
@@ -137,22 +95,8 @@ fn immediates_and_memory() -> Vec<Case> {
     let none = [vec![]];
     let mut cases = vec![
         case("ld imm", vec![s(LD_IMM, 0xdead_0001), s(RET_A, 0)], &none),
-        case(
-            "ldx imm, txa",
-            vec![s(LDX_IMM, 0xffff_ffff), s(TXA, 0), s(RET_A, 0)],
-            &none,
-        ),
-        case(
-            "tax",
-            vec![
-                s(LD_IMM, 77),
-                s(TAX, 0),
-                s(LD_IMM, 1),
-                s(TXA, 0),
-                s(RET_A, 0),
-            ],
-            &none,
-        ),
+        case("ldx imm, txa", vec![s(LDX_IMM, 0xffff_ffff), s(TXA, 0), s(RET_A, 0)], &none),
+        case("tax", vec![s(LD_IMM, 77), s(TAX, 0), s(LD_IMM, 1), s(TXA, 0), s(RET_A, 0)], &none),
         case(
             "st, ldx mem, stx, ld mem",
             vec![
@@ -168,11 +112,7 @@ fn immediates_and_memory() -> Vec<Case> {
             &none,
         ),
     ];
-    let mut unwritten = case(
-        "ld mem before any st",
-        vec![s(LD_MEM, 7), s(RET_A, 0)],
-        &none,
-    );
+    let mut unwritten = case("ld mem before any st", vec![s(LD_MEM, 7), s(RET_A, 0)], &none);
     unwritten.expect = Some(0);
     cases.push(unwritten);
     cases
@@ -202,11 +142,7 @@ fn alu() -> Vec<Case> {
         }
     }
     for a in values {
-        cases.push(case(
-            format!("neg {a:#x}"),
-            vec![s(LD_IMM, a), s(NEG, 0), s(RET_A, 0)],
-            &none,
-        ));
+        cases.push(case(format!("neg {a:#x}"), vec![s(LD_IMM, a), s(NEG, 0), s(RET_A, 0)], &none));
     }
     // A zero divisor ends the filter: the `ret #1` after it is not reached.
     for op in [DIV, MOD] {
@@ -228,32 +164,16 @@ fn jumps() -> Vec<Case> {
                     let tail = [s(RET_K, 10), s(RET_K, 20), s(RET_K, 30)];
                     let mut by_x = vec![s(LD_IMM, a), s(LDX_IMM, b), j(JMP_X | op, 0, jt, jf)];
                     by_x.extend(tail);
-                    cases.push(case(
-                        format!("jmp x {op:#x} {a:#x} {b:#x} {jt}/{jf}"),
-                        by_x,
-                        &none,
-                    ));
+                    cases.push(case(format!("jmp x {op:#x} {a:#x} {b:#x} {jt}/{jf}"), by_x, &none));
                     let mut by_k = vec![s(LD_IMM, a), j(JMP_K | op, b, jt, jf)];
                     by_k.extend(tail);
-                    cases.push(case(
-                        format!("jmp k {op:#x} {a:#x} {b:#x} {jt}/{jf}"),
-                        by_k,
-                        &none,
-                    ));
+                    cases.push(case(format!("jmp k {op:#x} {a:#x} {b:#x} {jt}/{jf}"), by_k, &none));
                 }
             }
         }
     }
-    cases.push(case(
-        "ja +1",
-        vec![s(JA, 1), s(RET_K, 1), s(RET_K, 2)],
-        &none,
-    ));
-    cases.push(case(
-        "ja +0",
-        vec![s(JA, 0), s(RET_K, 1), s(RET_K, 2)],
-        &none,
-    ));
+    cases.push(case("ja +1", vec![s(JA, 1), s(RET_K, 1), s(RET_K, 2)], &none));
+    cases.push(case("ja +0", vec![s(JA, 0), s(RET_K, 1), s(RET_K, 2)], &none));
     cases
 }
 
@@ -277,28 +197,12 @@ fn control_flow() -> Vec<Case> {
         case("ret k", vec![s(RET_K, 7)], &none),
         case("ret 0", vec![s(RET_K, 0)], &none),
         case("ret a, initially 0", vec![s(RET_A, 0)], &none),
-        case(
-            "dead code after ret",
-            vec![s(RET_K, 1), s(LD_IMM, 5), s(RET_A, 0)],
-            &none,
-        ),
-        case(
-            "load never in bounds",
-            vec![s(LD_B_ABS, 300), s(RET_K, 1)],
-            &short,
-        ),
+        case("dead code after ret", vec![s(RET_K, 1), s(LD_IMM, 5), s(RET_A, 0)], &none),
+        case("load never in bounds", vec![s(LD_B_ABS, 300), s(RET_K, 1)], &short),
         case("loop", counting_loop(10), &none),
-        case(
-            "loop at the limit",
-            counting_loop(MAX_BACKWARD_JUMPS as u32 + 1),
-            &none,
-        ),
+        case("loop at the limit", counting_loop(MAX_BACKWARD_JUMPS as u32 + 1), &none),
     ];
-    let mut over = case(
-        "loop over the limit",
-        counting_loop(MAX_BACKWARD_JUMPS as u32 + 2),
-        &none,
-    );
+    let mut over = case("loop over the limit", counting_loop(MAX_BACKWARD_JUMPS as u32 + 2), &none);
     over.expect = Some(0);
     cases.push(over);
     let mut fall_off = case("falls off the end", vec![s(LD_IMM, 1)], &none);
@@ -308,23 +212,11 @@ fn control_flow() -> Vec<Case> {
 }
 
 pub fn all_cases() -> Vec<Case> {
-    [
-        loads(),
-        immediates_and_memory(),
-        alu(),
-        jumps(),
-        control_flow(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    [loads(), immediates_and_memory(), alu(), jumps(), control_flow()].into_iter().flatten().collect()
 }
 
 /// Runs every case's translation with `exec` and lists where it disagrees with libpcap.
-pub fn mismatches(
-    cases: &[Case],
-    mut exec: impl FnMut(&Case, &[Insn]) -> Result<Vec<u32>, String>,
-) -> Vec<String> {
+pub fn mismatches(cases: &[Case], mut exec: impl FnMut(&Case, &[Insn]) -> Result<Vec<u32>, String>) -> Vec<String> {
     let mut wrong = Vec::new();
     for case in cases {
         let ebpf = match translate(&case.prog, SNAPLEN) {
@@ -343,15 +235,9 @@ pub fn mismatches(
         };
         for (input, got) in case.inputs.iter().zip(got) {
             let seen = &input[..input.len().min(SNAPLEN as usize)];
-            let want = case
-                .expect
-                .unwrap_or_else(|| reference::run(&case.prog, seen, input.len() as u32));
+            let want = case.expect.unwrap_or_else(|| reference::run(&case.prog, seen, input.len() as u32));
             if got != want {
-                wrong.push(format!(
-                    "{} on {} bytes: got {got:#x}, libpcap {want:#x}",
-                    case.name,
-                    input.len()
-                ));
+                wrong.push(format!("{} on {} bytes: got {got:#x}, libpcap {want:#x}", case.name, input.len()));
             }
         }
     }

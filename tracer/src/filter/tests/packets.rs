@@ -20,25 +20,11 @@ const DST_OPTS: u8 = 60;
 const AH: u8 = 51;
 const NO_NEXT: u8 = 59;
 
-const V4_ADDRS: [[u8; 4]; 7] = [
-    [10, 0, 0, 1],
-    [10, 0, 0, 2],
-    [10, 0, 1, 7],
-    [192, 168, 1, 10],
-    [172, 16, 5, 4],
-    [8, 8, 8, 8],
-    [224, 0, 0, 251],
-];
+const V4_ADDRS: [[u8; 4]; 7] =
+    [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 1, 7], [192, 168, 1, 10], [172, 16, 5, 4], [8, 8, 8, 8], [224, 0, 0, 251]];
 const V6_ADDRS: [&str; 5] = ["::1", "fe80::1", "2001:db8::1", "2001:db8::2", "ff02::1"];
-const MACS: [[u8; 6]; 4] = [
-    [1, 2, 3, 4, 5, 6],
-    [2, 0, 0, 0, 0, 1],
-    [0xff; 6],
-    [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01],
-];
-const PORTS: [u16; 12] = [
-    0, 22, 53, 80, 443, 1023, 1024, 3999, 4000, 4001, 8080, 65535,
-];
+const MACS: [[u8; 6]; 4] = [[1, 2, 3, 4, 5, 6], [2, 0, 0, 0, 0, 1], [0xff; 6], [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01]];
+const PORTS: [u16; 12] = [0, 22, 53, 80, 443, 1023, 1024, 3999, 4000, 4001, 8080, 65535];
 const ICMP_TYPES: [u8; 6] = [0, 3, 5, 8, 11, 13];
 const ICMP6_TYPES: [u8; 6] = [1, 128, 129, 133, 135, 136];
 const TCP_FLAGS: [u8; 7] = [0x02, 0x12, 0x10, 0x18, 0x04, 0x01, 0x11];
@@ -65,9 +51,7 @@ impl Rng {
 }
 
 fn v6(addr: &str) -> [u8; 16] {
-    addr.parse::<std::net::Ipv6Addr>()
-        .expect("test address")
-        .octets()
+    addr.parse::<std::net::Ipv6Addr>().expect("test address").octets()
 }
 
 fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -94,15 +78,7 @@ fn icmp(kind: u8, code: u8) -> Vec<u8> {
 }
 
 /// An IPv4 header; `frag` holds the flags and fragment offset field.
-fn ipv4(
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    ttl: u8,
-    frag: u16,
-    options: usize,
-    l4: &[u8],
-) -> Vec<u8> {
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, ttl: u8, frag: u16, options: usize, l4: &[u8]) -> Vec<u8> {
     let header_len = 20 + options;
     let mut h = vec![0; header_len];
     h[0] = 0x40 | (header_len / 4) as u8;
@@ -175,11 +151,7 @@ fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
 }
 
 fn packet(data: Vec<u8>, what: String) -> Packet {
-    Packet {
-        wire_len: data.len() as u32,
-        data,
-        what,
-    }
+    Packet { wire_len: data.len() as u32, data, what }
 }
 
 fn l4(rng: &mut Rng, proto: u8) -> (Vec<u8>, String) {
@@ -191,17 +163,11 @@ fn l4(rng: &mut Rng, proto: u8) -> (Vec<u8>, String) {
             if rng.chance(15) {
                 body = b"GET / HTTP/1.1\r\n".to_vec();
             }
-            (
-                tcp(s, d, f, &body),
-                format!("tcp {s}>{d} flags {f:#x} +{}", body.len()),
-            )
+            (tcp(s, d, f, &body), format!("tcp {s}>{d} flags {f:#x} +{}", body.len()))
         }
         UDP => {
             let (s, d) = (rng.pick(&PORTS), rng.pick(&PORTS));
-            (
-                udp(s, d, &payload),
-                format!("udp {s}>{d} +{}", payload.len()),
-            )
+            (udp(s, d, &payload), format!("udp {s}>{d} +{}", payload.len()))
         }
         ICMP => {
             let t = rng.pick(&ICMP_TYPES);
@@ -243,10 +209,7 @@ fn ip_packets() -> Vec<Packet> {
             exts.push(kind);
         }
         let (src, dst) = (rng.pick(&V6_ADDRS), rng.pick(&V6_ADDRS));
-        packets.push(packet(
-            ipv6(v6(src), v6(dst), next, &chain),
-            format!("ip6 {src}>{dst} ext {exts:?} {what}"),
-        ));
+        packets.push(packet(ipv6(v6(src), v6(dst), next, &chain), format!("ip6 {src}>{dst} ext {exts:?} {what}")));
     }
     packets.extend(authentication_header_packets());
     packets
@@ -257,18 +220,9 @@ fn targeted() -> Vec<Packet> {
     let v4 = |proto, l4: &[u8]| ipv4([10, 0, 0, 1], [10, 0, 0, 2], proto, 64, 0, 0, l4);
     let v6 = |next, l4: &[u8]| ipv6(v6("fe80::1"), v6("ff02::1"), next, l4);
     vec![
-        packet(
-            v4(UDP, &udp(1234, 4000, b"hello")),
-            "udp 10.0.0.1 > 10.0.0.2:4000".into(),
-        ),
-        packet(
-            v4(ICMP, &icmp(8, 0)),
-            "icmp echo 10.0.0.1 > 10.0.0.2".into(),
-        ),
-        packet(
-            v6(ICMP6, &icmp(135, 0)),
-            "icmp6 neighbor solicitation".into(),
-        ),
+        packet(v4(UDP, &udp(1234, 4000, b"hello")), "udp 10.0.0.1 > 10.0.0.2:4000".into()),
+        packet(v4(ICMP, &icmp(8, 0)), "icmp echo 10.0.0.1 > 10.0.0.2".into()),
+        packet(v6(ICMP6, &icmp(135, 0)), "icmp6 neighbor solicitation".into()),
         packet(v6(TCP, &tcp(1, 22, 0x02, &[])), "ip6 tcp syn to 22".into()),
     ]
 }
@@ -293,10 +247,7 @@ fn authentication_header_packets() -> Vec<Packet> {
     // AH length 1 → X = 12, the source address, read as another AH (next header 17, length 0).
     let rest = [ah(AH, 1), ah(UDP, 1), udp(1, 53, &[])].concat();
     let v4_packet = ipv4([17, 0, 0, 1], [10, 0, 0, 1], AH, 64, 0, 0, &rest);
-    vec![
-        packet(v6_packet, "ip6 ah, dstopts, tcp".into()),
-        packet(v4_packet, "ip ah, ah, udp".into()),
-    ]
+    vec![packet(v6_packet, "ip6 ah, dstopts, tcp".into()), packet(v4_packet, "ip ah, ah, udp".into())]
 }
 
 /// Cuts packets short at places where filters look.
@@ -317,11 +268,7 @@ fn truncated(packets: &[Packet], lengths: &[usize], step: usize) -> Vec<Packet> 
 pub fn raw_ip() -> Vec<Packet> {
     let mut packets = ip_packets();
     packets.extend(targeted());
-    let cut = truncated(
-        &packets,
-        &[0, 1, 9, 10, 19, 20, 23, 33, 39, 40, 41, 43, 47, 55],
-        5,
-    );
+    let cut = truncated(&packets, &[0, 1, 9, 10, 19, 20, 23, 33, 39, 40, 41, 43, 47, 55], 5);
     packets.extend(cut);
     packets.push(packet(vec![0x50; 40], "IP version 5".into()));
     packets
@@ -336,10 +283,7 @@ pub fn ethernet_frames() -> Vec<Packet> {
         let tags: &[u16] = rng.pick(&[&[][..], &[], &[], &[100], &[0x2064], &[7, 100]]);
         let (dst, src) = (rng.pick(&MACS), rng.pick(&MACS));
         let data = ethernet(dst, src, tags, ethertype, &p.data);
-        packets.push(packet(
-            data,
-            format!("eth {dst:x?}>{src:x?} vlan {tags:?} {}", p.what),
-        ));
+        packets.push(packet(data, format!("eth {dst:x?}>{src:x?} vlan {tags:?} {}", p.what)));
     }
     for p in targeted() {
         let ethertype = if p.data[0] >> 4 == 4 { 0x0800 } else { 0x86dd };
@@ -352,25 +296,14 @@ pub fn ethernet_frames() -> Vec<Packet> {
         let ethertype = if i % 7 == 6 { 0x8035 } else { 0x0806 }; // a few RARP
         let tags: &[u16] = if i % 5 == 4 { &[100] } else { &[] };
         let data = ethernet([0xff; 6], sha, tags, ethertype, &arp(op, sha, spa, tpa));
-        packets.push(packet(
-            data,
-            format!("arp op {op} {spa:?}>{tpa:?} ethertype {ethertype:#x}"),
-        ));
+        packets.push(packet(data, format!("arp op {op} {spa:?}>{tpa:?} ethertype {ethertype:#x}")));
     }
     for ethertype in [0x88cc, 0x8137, 0x0800, 0x86dd, 0x0806] {
         // An empty payload after an IP ethertype.
-        packets.push(packet(
-            ethernet(MACS[0], MACS[1], &[], ethertype, &[]),
-            format!("ethertype {ethertype:#x} empty"),
-        ));
+        packets
+            .push(packet(ethernet(MACS[0], MACS[1], &[], ethertype, &[]), format!("ethertype {ethertype:#x} empty")));
     }
-    let cut = truncated(
-        &packets,
-        &[
-            0, 1, 6, 13, 14, 15, 17, 18, 23, 24, 30, 34, 35, 37, 47, 54, 55, 60,
-        ],
-        4,
-    );
+    let cut = truncated(&packets, &[0, 1, 6, 13, 14, 15, 17, 18, 23, 24, 30, 34, 35, 37, 47, 54, 55, 60], 4);
     packets.extend(cut);
     packets
 }

@@ -33,11 +33,7 @@ fn value(rng: &mut Rng) -> u32 {
 
 /// One instruction other than a return; jumps skip fewer than `jump_room` instructions.
 fn insn(rng: &mut Rng, jump_room: u32) -> CbpfInsn {
-    let offset = |rng: &mut Rng| {
-        rng.pick(&[
-            0, 1, 2, 6, 12, 13, 14, 20, 23, 26, 30, 40, 54, 60, 250, 253, 256,
-        ])
-    };
+    let offset = |rng: &mut Rng| rng.pick(&[0, 1, 2, 6, 12, 13, 14, 20, 23, 26, 30, 40, 54, 60, 250, 253, 256]);
     match rng.below(16) {
         0 => s(rng.pick(&[LD_W_ABS, LD_H_ABS, LD_B_ABS]), offset(rng)),
         1 => s(rng.pick(&[LD_W_IND, LD_H_IND, LD_B_IND]), offset(rng)),
@@ -71,14 +67,7 @@ fn insn(rng: &mut Rng, jump_room: u32) -> CbpfInsn {
 /// A program that initializes the scratch words it may read, then runs `len` random
 /// instructions and returns A, with a few early returns along the way.
 fn program(rng: &mut Rng, len: u32) -> Vec<CbpfInsn> {
-    let mut prog = vec![
-        s(LD_IMM, value(rng)),
-        s(ST, 0),
-        s(ST, 1),
-        s(ST, 2),
-        s(ST, 3),
-        s(LDX_IMM, value(rng)),
-    ];
+    let mut prog = vec![s(LD_IMM, value(rng)), s(ST, 0), s(ST, 1), s(ST, 2), s(ST, 3), s(LDX_IMM, value(rng))];
     for i in 0..len {
         // Jumps may land anywhere up to the final return.
         let room = len - i;
@@ -105,12 +94,7 @@ fn cases() -> Vec<Case> {
                     (0..len).map(|_| rng.next() as u8).collect()
                 })
                 .collect();
-            Case {
-                name: format!("random program {n}"),
-                prog,
-                inputs,
-                expect: None,
-            }
+            Case { name: format!("random program {n}"), prog, inputs, expect: None }
         })
         .collect()
 }
@@ -118,12 +102,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn random_programs_agree_with_libpcap_in_rbpf() {
     let wrong = mismatches(&cases(), in_rbpf);
-    assert!(
-        wrong.is_empty(),
-        "{} mismatches:\n{}",
-        wrong.len(),
-        wrong[..wrong.len().min(30)].join("\n")
-    );
+    assert!(wrong.is_empty(), "{} mismatches:\n{}", wrong.len(), wrong[..wrong.len().min(30)].join("\n"));
 }
 
 #[test]
@@ -132,10 +111,5 @@ fn random_programs_agree_with_libpcap_in_the_kernel() {
         return;
     }
     let wrong = mismatches(&cases(), in_kernel);
-    assert!(
-        wrong.is_empty(),
-        "{} mismatches:\n{}",
-        wrong.len(),
-        wrong[..wrong.len().min(30)].join("\n")
-    );
+    assert!(wrong.is_empty(), "{} mismatches:\n{}", wrong.len(), wrong[..wrong.len().min(30)].join("\n"));
 }

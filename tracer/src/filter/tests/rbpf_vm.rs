@@ -18,8 +18,6 @@ pub fn run(filter: &[Insn], data: &[u8], wire_len: u32, snaplen: usize) -> Resul
     let mut program = Insn::alu64_imm(MOV, 2, valid as i32).to_bytes().to_vec();
     program.extend(Insn::alu32_imm(MOV, 3, wire_len as i32).to_bytes());
     program.extend(filter.iter().flat_map(Insn::to_bytes));
-    let vm = rbpf::EbpfVmRaw::new(Some(&program))
-        .map_err(|e| format!("rbpf rejects the filter: {e}"))?;
-    vm.execute_program(&mut buffer)
-        .map_err(|e| format!("rbpf: {e}"))
+    let vm = rbpf::EbpfVmRaw::new(Some(&program)).map_err(|e| format!("rbpf rejects the filter: {e}"))?;
+    vm.execute_program(&mut buffer).map_err(|e| format!("rbpf: {e}"))
 }
