@@ -1,37 +1,11 @@
-//! skbtrace: where did my packet go?
-
-/// One `skbtrace: …` line on stderr. Unlike `eprintln!`, a closed stderr
-/// (`skbtrace 2>&1 | head`) drops the line instead of panicking.
-macro_rules! note {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "skbtrace: {}", format_args!($($arg)*));
-    }};
-}
-
-mod btf;
-mod cli;
-mod collect;
-mod config;
-mod decode;
-mod filter;
-mod ksym;
-mod loader;
-mod netns;
-mod output;
-mod privileges;
-mod probes;
-mod resolve;
-mod run;
-mod stop;
-mod sys;
+//! The `skbtrace` binary: parse, run, map the outcome to an exit code.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let args = match cli::Args::try_parse() {
+    let args = match tracer::cli::Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
@@ -43,17 +17,18 @@ fn main() -> ExitCode {
     let mut logger = env_logger::Builder::new();
     logger.filter_level(log::LevelFilter::Warn).format_timestamp(None);
     if args.debug {
+        logger.filter_module("tracer", log::LevelFilter::Debug);
         logger.filter_module("skbtrace", log::LevelFilter::Debug);
         logger.filter_module("tracer_ebpf", log::LevelFilter::Debug);
     }
     logger.init();
 
-    match run::run(args) {
+    match tracer::run::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            note!("{e:#}");
-            if e.downcast_ref::<config::UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+            tracer::note!("{e:#}");
+            if e.downcast_ref::<tracer::config::UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
         }
     }
 }
