@@ -15,6 +15,8 @@ use std::{
     },
 };
 
+use tracer_common::names;
+
 use crate::stop::Stop;
 
 /// What a probe id stands for, so events can be named.
@@ -190,9 +192,18 @@ pub fn kprobes_available() -> bool {
     Path::new(kprobe::PMU_TYPE_PATH).exists()
 }
 
-/// Drop functions whose reason we decode: (name, program).
-pub const DROP_FUNCTIONS: [(&str, &str); 2] =
-    [("kfree_skb_reason", "kprobe_drop_skb_1_reason_2"), ("sk_skb_reason_drop", "kprobe_drop_skb_2_reason_3")];
+/// Drop functions whose reason we decode: (name, program). The skb is freed
+/// there too.
+pub const DROP_FUNCTIONS: [(&str, &str); 2] = [
+    ("kfree_skb_reason", names::KPROBE_DROP_SKB_0_REASON_1),
+    ("sk_skb_reason_drop", names::KPROBE_DROP_SKB_1_REASON_2),
+];
 
-/// Functions where an skb's life ends; `--filter-track-skb` forgets it there.
+/// Functions where an skb's life ends besides the drop functions: events
+/// there carry `FLAG_FREED`, and `--filter-track-skb` forgets the skb.
 pub const FREE_FUNCTIONS: [&str; 1] = ["kfree_skbmem"];
+
+/// Whether the skb's life ends in function `name`.
+pub fn frees(name: &str) -> bool {
+    FREE_FUNCTIONS.contains(&name) || DROP_FUNCTIONS.iter().any(|(drop, _)| *drop == name)
+}

@@ -195,12 +195,12 @@ impl Plan {
             Self::Kprobes { funcs, .. } => {
                 for f in funcs {
                     let module = if f.module.is_empty() { "vmlinux" } else { &f.module };
-                    writeln!(out, "{}\t{}\t{}", f.name, f.position, module)?;
+                    writeln!(out, "{}\t{}\t{}", f.name, f.skb, module)?;
                 }
             }
             Self::Tracepoints(targets) => {
                 for t in targets {
-                    writeln!(out, "{}\t{}\ttracepoint", t.name, t.position + 1)?;
+                    writeln!(out, "{}\t{}\ttracepoint", t.name, t.skb)?;
                 }
             }
         }
