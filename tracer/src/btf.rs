@@ -303,9 +303,9 @@ mod tests {
         let Some(k) = kernel() else { return };
         let tps = k.skb_tracepoints();
         let pos = |name: &str| tps.iter().find(|t| t.0 == name).map(|t| t.1);
-        assert_eq!(pos("kfree_skb"), Some(0));
-        assert_eq!(pos("netif_receive_skb"), Some(0));
-        assert_eq!(pos("net_dev_xmit"), Some(0));
+        assert_eq!(pos("kfree_skb"), Some(SkbArg(0)));
+        assert_eq!(pos("netif_receive_skb"), Some(SkbArg(0)));
+        assert_eq!(pos("net_dev_xmit"), Some(SkbArg(0)));
         assert!(pos("tcp_receive_reset").is_none(), "tcp_receive_reset takes a sock, not an skb");
     }
 }
