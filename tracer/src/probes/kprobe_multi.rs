@@ -185,11 +185,13 @@ mod tests {
         let mut drop = func("sk_skb_reason_drop");
         drop.skb = SkbArg(1);
         let c = cookie_for(&drop);
-        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (1, Some(2), false));
+        // A drop ends the skb's life: its event carries FLAG_FREED.
+        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (1, Some(2), true));
         let c = cookie_for(&func("kfree_skbmem"));
         assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (0, None, true));
         let mut third = func("ip_rcv_finish");
         third.skb = SkbArg(2);
-        assert_eq!(cookie::skb_arg(cookie_for(&third)), 2);
+        let c = cookie_for(&third);
+        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (2, None, false));
     }
 }
