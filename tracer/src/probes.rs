@@ -4,6 +4,7 @@
 
 pub mod kprobe;
 pub mod kprobe_multi;
+pub mod plan;
 pub mod tracepoint;
 
 use std::{
@@ -34,27 +35,37 @@ pub struct Attached {
     pub programs: Vec<OwnedFd>,
     /// Indexed by probe id (tracepoints); kprobe events are named by address.
     pub probes: Vec<Probe>,
-    pub attached: usize,
+    /// Targets attached.
+    pub count: usize,
     /// Targets that failed, with why.
     pub skipped: Vec<(String, String)>,
+    /// The backend that attached them.
+    pub backend: &'static str,
 }
 
 impl Attached {
     pub fn summary(&self) -> String {
-        format!("attached {}, skipped {}", self.attached, self.skipped.len())
+        format!("attached {}, skipped {}", self.count, self.skipped.len())
     }
-}
 
-impl Drop for Attached {
-    fn drop(&mut self) {
+    /// Detaches everything now; returns how many links were closed.
+    pub fn detach(&mut self) -> usize {
         // Links go first, then programs.
         let links = std::mem::take(&mut self.links);
+        let closed = links.len();
         if links.len() < 64 {
             drop(links);
         } else {
             detach_many(links);
         }
         self.programs.clear();
+        closed
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 

@@ -103,7 +103,7 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop:
         match result {
             Some(Ok(fd)) => {
                 attached.links.push(fd);
-                attached.attached += 1;
+                attached.count += 1;
             }
             Some(Err(e)) => attached.skipped.push((func.name.clone(), e.to_string())),
             None => attached.skipped.push((func.name.clone(), "not attempted: stopped".into())),

@@ -124,7 +124,7 @@ impl<'f> Linker<'_, 'f> {
         let cookies: Vec<u64> = targets.iter().map(|t| t.cookie).collect();
         let link = (self.link)(&names, &cookies)?;
         self.attached.links.push(link);
-        self.attached.attached += targets.len();
+        self.attached.count += targets.len();
         for _ in targets {
             self.progress.inc();
         }
@@ -175,7 +175,7 @@ mod tests {
         let mut refused: Vec<&str> = linker.refused.iter().map(|f| f.name.as_str()).collect();
         refused.sort();
         assert_eq!(refused, ["f3", "f4", "f57", "f99"]);
-        assert_eq!(attached.attached, 96);
+        assert_eq!(attached.count, 96);
         // Each refused function costs about one link per halving.
         assert!(calls <= 1 + 4 * 2 * 7, "{calls} links tried");
     }

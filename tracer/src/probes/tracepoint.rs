@@ -65,7 +65,7 @@ pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> a
             Some(Ok((prog, link))) => {
                 attached.programs.push(prog);
                 attached.links.push(link);
-                attached.attached += 1;
+                attached.count += 1;
             }
             Some(Err(e)) => attached.skipped.push((target.name.clone(), format!("{e:#}"))),
             None => attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.skb))),
