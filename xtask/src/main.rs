@@ -130,6 +130,17 @@ fn run_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCod
 }
 
 fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
+    // The tools' rules first: formatting, then every lint (clippy builds
+    // the eBPF object too, through tracer's build script).
+    for (what, args) in [
+        ("cargo fmt --check", &["fmt", "--all", "--check"][..]),
+        ("cargo clippy", &["clippy", "--all-targets", "--", "-D", "warnings"][..]),
+    ] {
+        let status = Command::new("cargo").current_dir(workspace_root()).args(args).status();
+        if !status.with_context(|| format!("running {what}"))?.success() {
+            bail!("{what} failed: fix what it printed (`cargo fmt --all` formats)");
+        }
+    }
     build(false)?;
     // Output is passed through as it comes and counted, so that the run ends
     // with one line totalling every test binary.
