@@ -20,9 +20,11 @@ macro_rules! note {
     }};
 }
 
+pub mod assertions;
 pub mod btf;
 pub mod cli;
 pub mod collect;
+pub mod command;
 pub mod config;
 pub mod decode;
 pub mod filter;

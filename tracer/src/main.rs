@@ -3,11 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use tracer::{cli::Args, config::Config};
+use tracer::config::Config;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match tracer::cli::parse(std::env::args_os()) {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
@@ -25,12 +24,26 @@ fn main() -> ExitCode {
     logger.init();
 
     match Config::from_args(args).and_then(tracer::run::run) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(summary) => ExitCode::from(summary.map_or(0, |s| s.exit_code)),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             tracer::note!("{e:#}");
-            if e.downcast_ref::<tracer::config::UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Usage 2; a command that cannot run 127 or 126, as in a shell; a failure
+/// once the command has started 125; any other failure 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<tracer::config::UsageError>().is_some() {
+        2
+    } else if let Some(c) = e.downcast_ref::<tracer::command::CannotRun>() {
+        c.code
+    } else if e.downcast_ref::<tracer::command::AfterStart>().is_some() {
+        125
+    } else {
+        1
     }
 }
 
