@@ -13,17 +13,11 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    // --debug shows skbtrace's own diagnostics and the eBPF side's (aya-log
-    // records carry the eBPF crate's module path), not every library's.
-    let mut logger = env_logger::Builder::new();
-    logger.filter_level(log::LevelFilter::Warn).format_timestamp(None);
-    if args.debug {
-        logger.filter_module("tracer", log::LevelFilter::Debug);
-        logger.filter_module("tracer_ebpf", log::LevelFilter::Debug);
-    }
-    logger.init();
-
-    match Config::from_args(args).and_then(tracer::run::run) {
+    let outcome = Config::from_args(args).and_then(|cfg| {
+        init_logger(cfg.debug);
+        tracer::run::run(cfg)
+    });
+    match outcome {
         Ok(summary) => ExitCode::from(summary.map_or(0, |s| s.exit_code)),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -31,6 +25,18 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// --debug shows skbtrace's own diagnostics and the eBPF side's (aya-log
+/// records carry the eBPF crate's module path), not every library's.
+fn init_logger(debug: bool) {
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(log::LevelFilter::Warn).format_timestamp(None);
+    if debug {
+        logger.filter_module("tracer", log::LevelFilter::Debug);
+        logger.filter_module("tracer_ebpf", log::LevelFilter::Debug);
+    }
+    logger.init();
 }
 
 /// Usage 2; a command that cannot run 127 or 126, as in a shell; a failure
