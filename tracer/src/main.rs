@@ -2,10 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> ExitCode {
-    let args = match tracer::cli::Args::try_parse() {
+    let args = match tracer::cli::Args::command()
+        .version(tracer::VERSION)
+        .try_get_matches()
+        .and_then(|matches| tracer::cli::Args::from_arg_matches(&matches))
+    {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
