@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::generate::Generate;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// kprobe-multi where the kernel has it, else kprobes, else tracepoints.
@@ -110,4 +112,8 @@ pub struct Args {
     /// Show the eBPF programs' own diagnostics.
     #[arg(long)]
     pub debug: bool,
+
+    /// Write shell completions or the man page to standard output and exit.
+    #[arg(long, value_enum, hide = true, value_name = "KIND")]
+    pub generate: Option<Generate>,
 }

@@ -30,6 +30,7 @@ pub mod collect;
 pub mod config;
 pub mod decode;
 pub mod filter;
+pub mod generate;
 pub mod ksym;
 pub mod loader;
 pub mod netns;

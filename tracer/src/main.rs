@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, FromArgMatches as _};
+use clap::FromArgMatches as _;
 
 fn main() -> ExitCode {
-    let args = match tracer::cli::Args::command()
-        .version(tracer::VERSION)
+    let args = match tracer::generate::command()
         .try_get_matches()
         .and_then(|matches| tracer::cli::Args::from_arg_matches(&matches))
     {
@@ -16,6 +15,16 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
+    if let Some(kind) = args.generate {
+        return match tracer::generate::write(kind, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                tracer::note!("writing --generate {kind:?} to standard output: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     // --debug shows skbtrace's own diagnostics and the eBPF side's (aya-log
     // records carry the eBPF crate's module path), not every library's.
     let mut logger = env_logger::Builder::new();
