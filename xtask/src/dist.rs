@@ -165,3 +165,16 @@ fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_executable_is_refused() {
+        // This test binary is linked dynamically, as cargo builds it.
+        let me = std::env::current_exe().unwrap();
+        let err = check_static(&me).unwrap_err().to_string();
+        assert!(err.contains("PT_INTERP"), "{err}");
+    }
+}
