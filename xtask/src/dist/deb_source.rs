@@ -40,7 +40,8 @@ pub fn fetch(package: &str, apt_dir: &Path, dest: &Path) -> anyhow::Result<PathB
             // apt's download user cannot write under target/; root can.
             cmd.args(["-o", "APT::Sandbox::User=root"]);
         }
-        cmd.args(args);
+        // stdout is for the folder's path alone.
+        cmd.args(args).stdout(std::io::stderr());
         cmd
     };
     super::run_cmd(&mut apt(&["update"])).with_context(|| {

@@ -17,7 +17,9 @@ use std::{
 use anyhow::Context as _;
 
 /// Increase when [`CONFIGURE`] or the build changes, so that the cached
-/// library is built again.
+/// library is built again. Its new directory is a new `LIBPCAP_LIBDIR`,
+/// which also makes cargo link skbtrace again: cargo does not watch the
+/// `.a` itself.
 const RECIPE: u32 = 1;
 
 const CONFIGURE: &[&str] = &[
