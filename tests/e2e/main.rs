@@ -3,6 +3,7 @@
 //! Debian kernels with kprobes. One module per feature.
 
 mod cli;
+mod dist;
 mod drops;
 mod filters;
 mod nat;

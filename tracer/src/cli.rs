@@ -5,6 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+use crate::generate::Generate;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// kprobe-multi where the kernel has it, else kprobes, else tracepoints.
@@ -35,7 +37,7 @@ pub enum Timestamp {
 /// exits (and a grace period after), and exits with CMD's status, or with the
 /// assertion's code when --fail-on-drop or --expect-drop failed.
 #[derive(Debug, Parser)]
-#[command(name = "skbtrace", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "skbtrace", version = crate::VERSION, about = ABOUT, long_about = None, after_help = EXIT_CODES)]
 pub struct Args {
     /// pcap-filter expression, as for tcpdump (e.g. 'udp and dst port 4000'); run in the kernel.
     #[arg(value_name = "EXPRESSION")]
@@ -154,11 +156,24 @@ pub struct Args {
     /// Show the eBPF programs' own diagnostics.
     #[arg(long)]
     pub debug: bool,
+
+    /// Write shell completions or the man page to standard output and exit.
+    #[arg(long, value_enum, hide = true, value_name = "KIND")]
+    pub generate: Option<Generate>,
 }
 
 /// `--grace`'s default: replies, ICMP errors and resets still in flight
 /// when a client exits arrive within a few round trips.
 pub const GRACE_DEFAULT: Duration = Duration::from_millis(300);
+
+/// One line on what skbtrace is, for `--help` and the man page's NAME.
+const ABOUT: &str = "where did my packet go? Traces packets (sk_buffs) through the kernel and says where they were \
+                     dropped and why";
+
+/// The command line's definition, for `--generate`.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
 
 /// Parses the command line; `--` alone (no command after it) is kept track
 /// of, since clap cannot tell it from no `--` at all.

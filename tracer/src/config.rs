@@ -44,6 +44,8 @@ pub enum Task {
     ListFuncs,
     /// Print the kernel's drop reasons.
     ListDropReasons,
+    /// Write shell completions or the man page.
+    Generate(crate::generate::Generate),
     /// Trace until the end condition.
     Trace,
 }
@@ -182,7 +184,9 @@ impl Config {
             snaplen: args.snaplen,
         };
         Ok(Self {
-            task: if args.list_funcs {
+            task: if let Some(kind) = args.generate {
+                Task::Generate(kind)
+            } else if args.list_funcs {
                 Task::ListFuncs
             } else if args.list_drop_reasons {
                 Task::ListDropReasons

@@ -44,6 +44,11 @@ pub fn run(cfg: Config) -> anyhow::Result<Option<RunSummary>> {
             }
             Ok(None)
         }
+        Task::Generate(kind) => {
+            let what = || format!("writing --generate {kind:?} to standard output");
+            crate::generate::write(kind, &mut std::io::stdout().lock()).with_context(what)?;
+            Ok(None)
+        }
         Task::Trace => trace(cfg).map(Some),
     }
 }

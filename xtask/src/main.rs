@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 
 use std::{
     path::PathBuf,
@@ -63,6 +64,9 @@ enum Cmd {
     Demo,
     /// Measure skbtrace (overhead, accounting, memory, time to ready) into BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Build a statically linked release skbtrace, with completions and man
+    /// page, into target/dist/ (a folder, a .tar.gz, SHA-256 checksums).
+    Dist,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Bench(args) => {
             let bin = build(true)?;
             bench::run(&bin, &args)
+        }
+        Cmd::Dist => {
+            setup::dist()?;
+            dist::run()?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
