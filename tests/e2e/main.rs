@@ -9,6 +9,7 @@ mod filters;
 mod nat;
 mod output;
 mod pcap;
+mod pwru_flags;
 mod signals;
 mod util;
 mod vm;

@@ -5,6 +5,7 @@
 mod fields;
 pub mod json;
 pub mod pcapng;
+pub mod rotate;
 pub mod text;
 
 use std::{

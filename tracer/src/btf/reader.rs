@@ -66,8 +66,13 @@ pub struct Member<'a> {
 }
 
 impl Blob {
+    /// Reads raw BTF (as in `/sys/kernel/btf`), or the `.BTF` section of an
+    /// ELF file (a `vmlinux` built with BTF).
     pub fn from_file(path: &Path, base: Option<Arc<Blob>>) -> anyhow::Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if data.starts_with(b"\x7fELF") {
+            data = elf_btf_section(&data).with_context(|| format!("finding the .BTF section of {}", path.display()))?;
+        }
         Self::parse(data, base).with_context(|| format!("parsing BTF from {}", path.display()))
     }
 
@@ -222,6 +227,44 @@ fn read_u32(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"))
 }
 
+/// The contents of the `.BTF` section of a little-endian ELF64 file, as
+/// pwru's `btf.LoadSpec` reads a `vmlinux`. Every offset is checked.
+fn elf_btf_section(elf: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let bytes = |at: usize, n: usize| elf.get(at..at.checked_add(n)?);
+    let u16_at = |at: usize| bytes(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |at: usize| bytes(at, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+    let u64_at =
+        |at: usize| bytes(at, 8).and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes"))).ok());
+    ensure!(elf.len() >= 64 && elf[4] == 2 && elf[5] == 1, "only little-endian 64-bit ELF files are supported");
+    let truncated = || anyhow::anyhow!("the ELF file is truncated");
+    let (shoff, shentsize) = (u64_at(0x28).ok_or_else(truncated)?, u16_at(0x3a).ok_or_else(truncated)?);
+    ensure!(shentsize >= 64, "ELF section headers of {shentsize} bytes, expected 64");
+    let header = |i: usize| i.checked_mul(shentsize).and_then(|o| o.checked_add(shoff));
+    // More than 0xff00 sections, or a string table index above it, are kept in section 0.
+    let mut shnum = u16_at(0x3c).ok_or_else(truncated)?;
+    if shnum == 0 {
+        shnum = u64_at(shoff + 32).ok_or_else(truncated)?;
+    }
+    let mut shstrndx = u16_at(0x3e).ok_or_else(truncated)?;
+    if shstrndx == 0xffff {
+        shstrndx = u32_at(shoff + 40).ok_or_else(truncated)?;
+    }
+    let section = |i: usize| -> Option<(usize, usize, usize)> {
+        let h = header(i)?;
+        Some((u32_at(h)?, u64_at(h + 24)?, u64_at(h + 32)?))
+    };
+    let (_, strtab, strtab_len) = section(shstrndx).ok_or_else(truncated)?;
+    let names = bytes(strtab, strtab_len).ok_or_else(truncated)?;
+    for i in 0..shnum {
+        let (name, offset, size) = section(i).ok_or_else(truncated)?;
+        let name = names.get(name..).and_then(|n| n.split(|&b| b == 0).next());
+        if name == Some(b".BTF") {
+            return Ok(bytes(offset, size).ok_or_else(truncated)?.to_vec());
+        }
+    }
+    bail!("the ELF file has no .BTF section (was the kernel built with CONFIG_DEBUG_INFO_BTF=y?)")
+}
+
 #[cfg(test)]
 mod tests {
     //! Held to btf-rs, a full parser, on the running kernel's BTF: every type's kind, name,
@@ -315,6 +358,48 @@ mod tests {
             let n = agree(&full, &split);
             eprintln!("{}: {n} types agree", module.display());
         }
+    }
+
+    /// An ELF64 file with a `.text` and a `.BTF` section holding `btf`.
+    fn elf_with_btf(btf: &[u8]) -> Vec<u8> {
+        let shstrtab = b"\0.text\0.BTF\0.shstrtab\0";
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let text_at = elf.len();
+        elf.extend_from_slice(&[0xc3; 16]);
+        let btf_at = elf.len();
+        elf.extend_from_slice(btf);
+        let strtab_at = elf.len();
+        elf.extend_from_slice(shstrtab);
+        let shoff = elf.len();
+        // null, .text, .BTF, .shstrtab: (name offset, file offset, size).
+        for (name, at, size) in [(0, 0, 0), (1, text_at, 16), (7, btf_at, btf.len()), (12, strtab_at, shstrtab.len())] {
+            let mut h = [0u8; 64];
+            h[..4].copy_from_slice(&(name as u32).to_le_bytes());
+            h[24..32].copy_from_slice(&(at as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            elf.extend_from_slice(&h);
+        }
+        elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&4u16.to_le_bytes());
+        elf[0x3e..0x40].copy_from_slice(&3u16.to_le_bytes());
+        elf
+    }
+
+    #[test]
+    fn reads_the_btf_section_of_an_elf_vmlinux() {
+        let btf = b"pretend this is BTF";
+        let elf = elf_with_btf(btf);
+        assert_eq!(elf_btf_section(&elf).unwrap(), btf);
+        for cut in [10, 70, elf.len() - 30] {
+            let err = elf_btf_section(&elf[..cut]).unwrap_err().to_string();
+            assert!(err.contains("truncated") || err.contains("64-bit"), "cut at {cut}: {err}");
+        }
+        let mut no_btf = elf.clone();
+        let at = no_btf.windows(4).position(|w| w == b".BTF").unwrap();
+        no_btf[at + 1] = b'X';
+        assert!(elf_btf_section(&no_btf).unwrap_err().to_string().contains("no .BTF section"));
     }
 
     #[test]
