@@ -116,6 +116,24 @@ pub struct Args {
     #[arg(long, default_value_t = tracer_common::limits::TRACK_ENTRIES_DEFAULT, value_name = "N")]
     pub track_entries: u32,
 
+    /// The NETNS, MARK/x, IFACE, PROTO, MTU and LEN columns (--output-meta=false hides them).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub output_meta: bool,
+    /// The TUPLE column (--output-tuple=false hides it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub output_tuple: bool,
+    /// TCP flags in the tuple, e.g. 10.0.0.1:80->10.0.0.2:4000(tcp:SYN|ACK).
+    #[arg(long)]
+    pub output_tcp_flags: bool,
+    /// The inner tuple of VXLAN and Geneve packets (TUNNEL column, JSON `tunnel`).
+    #[arg(long)]
+    pub output_tunnel: bool,
+    /// The network namespace's name (from /run/netns and container runtimes' netns directories).
+    #[arg(long)]
+    pub output_netns_names: bool,
+    /// Width of the netns name column.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub netns_names_max_length: usize,
     /// Print the kernel stack of each event.
     #[arg(long)]
     pub output_stack: bool,
@@ -125,9 +143,21 @@ pub struct Args {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub output_json: bool,
-    /// Write the trace to PATH instead of standard output.
+    /// Write the trace to PATH instead of standard output (rotated as the next four options say).
     #[arg(long, value_name = "PATH")]
     pub output_file: Option<PathBuf>,
+    /// Rotate --output-file when it reaches MB megabytes (pwru's default, 100).
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    pub output_file_max_size: u64,
+    /// Rotated files to keep (0: all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub output_file_max_backups: usize,
+    /// Days to keep rotated files (0: forever).
+    #[arg(long, default_value_t = 0, value_name = "DAYS")]
+    pub output_file_max_age: u32,
+    /// gzip rotated files.
+    #[arg(long)]
+    pub output_file_compress: bool,
     /// Stop after N events.
     #[arg(long, value_name = "N")]
     pub output_limit_lines: Option<u64>,
@@ -143,6 +173,15 @@ pub struct Args {
     /// Ring buffer size in KiB (a power of two).
     #[arg(long, default_value_t = tracer_common::limits::RING_BYTES_DEFAULT / 1024, value_name = "KIB")]
     pub ring_size: u32,
+
+    /// Read the kernel's BTF from FILE (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_btf: Option<PathBuf>,
+
+    /// pwru's flags that skbtrace does not have yet: accepted by the parser
+    /// so that the refusal can say why (config.rs).
+    #[command(flatten)]
+    pub pwru_not_yet: PwruNotYet,
 
     /// Create PATH once every probe is attached.
     #[arg(long, value_name = "PATH")]
@@ -201,4 +240,76 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
     }
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); e.g. 300ms, 2s, 1m"))
+}
+
+/// pwru 1.0.12's flags that skbtrace does not implement yet, hidden from
+/// `--help`. Each is refused with the reason (`PwruNotYet::refusal`).
+#[derive(Debug, Default, clap::Args)]
+pub struct PwruNotYet {
+    #[arg(long, hide = true, value_name = "FUNCS")]
+    pub filter_non_skb_funcs: Option<String>,
+    #[arg(long, hide = true)]
+    pub filter_track_skb_by_stackid: bool,
+    #[arg(long, hide = true)]
+    pub filter_trace_tc: bool,
+    #[arg(long, hide = true)]
+    pub filter_trace_xdp: bool,
+    #[arg(long, hide = true)]
+    pub filter_track_bpf_helpers: bool,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l2: Option<String>,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l3: Option<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub filter_kprobe_batch: Option<u64>,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_skb_expr: Option<String>,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_xdp_expr: Option<String>,
+    #[arg(long, hide = true)]
+    pub output_bpfmap: bool,
+    #[arg(long, hide = true, value_name = "FIELDS")]
+    pub output_xdp_metadata: Option<String>,
+    #[arg(long, hide = true)]
+    pub output_skb: bool,
+    #[arg(long, hide = true)]
+    pub output_skb_shared_info: bool,
+    #[arg(long, hide = true)]
+    pub output_skb_cb: bool,
+    #[arg(long, hide = true, value_name = "FIELDS")]
+    pub output_skb_metadata: Option<String>,
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub set_percpu_buf: Option<u64>,
+}
+
+const LATER_FENTRY: &str =
+    "tracing tc and XDP BPF programs (fentry/fexit) and the BPF helpers they call is a later step";
+const SKB_DUMPS: &str =
+    "printing sk_buff fields is a later step; --output-json has len, mark, protocol, device and netns";
+
+impl PwruNotYet {
+    /// The first flag given, and why skbtrace refuses it.
+    pub fn refusal(&self) -> Option<(&'static str, &'static str)> {
+        [
+            (self.filter_non_skb_funcs.is_some(), "--filter-non-skb-funcs", "attributing non-skb functions to a packet (by stack) is not implemented"),
+            (self.filter_track_skb_by_stackid, "--filter-track-skb-by-stackid", "following an skb across re-allocation by its stack is not implemented"),
+            (self.filter_trace_tc, "--filter-trace-tc", LATER_FENTRY),
+            (self.filter_trace_xdp, "--filter-trace-xdp", LATER_FENTRY),
+            (self.filter_track_bpf_helpers, "--filter-track-bpf-helpers", LATER_FENTRY),
+            (self.filter_xdp_expr.is_some(), "--filter-xdp-expr", LATER_FENTRY),
+            (self.output_xdp_metadata.is_some(), "--output-xdp-metadata", LATER_FENTRY),
+            (self.output_bpfmap, "--output-bpfmap", LATER_FENTRY),
+            (self.filter_tunnel_pcap_l2.is_some(), "--filter-tunnel-pcap-l2", "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple"),
+            (self.filter_tunnel_pcap_l3.is_some(), "--filter-tunnel-pcap-l3", "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple"),
+            (self.filter_kprobe_batch.is_some(), "--filter-kprobe-batch", "skbtrace attaches in parallel and sizes its batches itself; there is no knob"),
+            (self.filter_skb_expr.is_some(), "--filter-skb-expr", "C expressions over sk_buff fields are not compiled yet; use --filter-mark, --filter-ifname or a pcap expression"),
+            (self.output_skb, "--output-skb", SKB_DUMPS),
+            (self.output_skb_shared_info, "--output-skb-shared-info", SKB_DUMPS),
+            (self.output_skb_cb, "--output-skb-cb", SKB_DUMPS),
+            (self.output_skb_metadata.is_some(), "--output-skb-metadata", SKB_DUMPS),
+            (self.set_percpu_buf.is_some(), "--set-percpu-buf", "it sizes pwru's buffer for --output-skb, which skbtrace does not have yet"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag, why)| given.then_some((flag, why)))
+    }
 }

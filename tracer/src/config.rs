@@ -20,6 +20,7 @@ use crate::{
     cli::{Args, Backend, Timestamp},
     command::CommandSpec,
     filter,
+    output::rotate::Rotation,
 };
 
 /// Bad input: exit 2.
@@ -83,6 +84,8 @@ pub struct ProbeSpec {
     pub kmods: Kmods,
     /// Follow copies of tracked skbs (`--filter-track-skb`, kprobes).
     pub track_clones: bool,
+    /// The kernel's BTF from this file rather than /sys/kernel/btf/vmlinux.
+    pub kernel_btf: Option<PathBuf>,
 }
 
 /// Kernel modules whose functions are traced too.
@@ -120,6 +123,31 @@ pub struct OutputSpec {
     /// Resolve kernel stacks (`--output-stack`).
     pub stack: bool,
     pub snaplen: u32,
+    /// Which of pwru's optional text columns are shown.
+    pub columns: Columns,
+    /// How `--output-file` is rotated.
+    pub rotation: Rotation,
+}
+
+/// pwru's optional columns (text), and what the resolver adds for them.
+/// The default is pwru's: meta and tuple on, the rest off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// NETNS, MARK/x, IFACE, PROTO, MTU, LEN.
+    pub meta: bool,
+    pub tuple: bool,
+    /// `(tcp:SYN|ACK)` in the tuple.
+    pub tcp_flags: bool,
+    /// TUNNEL: the inner tuple of VXLAN and Geneve.
+    pub tunnel: bool,
+    /// The netns name, in a column this wide.
+    pub netns_names: Option<usize>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None }
+    }
 }
 
 impl OutputSpec {
@@ -147,6 +175,9 @@ pub struct EndSpec {
 
 impl Config {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
+        if let Some((flag, why)) = args.pwru_not_yet.refusal() {
+            return Err(usage(format!("{flag} (a pwru flag) is not supported yet: {why}")));
+        }
         let expression = (!args.expression.is_empty()).then(|| args.expression.join(" "));
         let filter_func = args
             .filter_func
@@ -182,6 +213,20 @@ impl Config {
             timestamp: args.timestamp,
             stack: args.output_stack,
             snaplen: args.snaplen,
+            columns: Columns {
+                meta: args.output_meta,
+                tuple: args.output_tuple,
+                tcp_flags: args.output_tcp_flags,
+                tunnel: args.output_tunnel,
+                // pwru's floor for the width.
+                netns_names: args.output_netns_names.then_some(args.netns_names_max_length.max(10)),
+            },
+            rotation: Rotation::pwru(
+                args.output_file_max_size,
+                args.output_file_max_backups,
+                args.output_file_max_age,
+                args.output_file_compress,
+            ),
         };
         Ok(Self {
             task: if let Some(kind) = args.generate {
@@ -198,6 +243,7 @@ impl Config {
                 filter_func,
                 kmods: if args.all_kmods { Kmods::All } else { Kmods::Named(args.kmods) },
                 track_clones: track,
+                kernel_btf: args.kernel_btf,
             },
             kernel,
             filter,
@@ -276,18 +322,27 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
         kernel.flags |= CFG_PID;
         kernel.pid = pid;
     }
-    let netns_path = match &args.filter_netns {
-        Some(spec) => {
-            let (inode, path) = parse_netns(spec)?;
-            kernel.flags |= CFG_NETNS;
-            kernel.netns = inode;
-            path
-        }
-        None => None,
+    // As in pwru, --filter-ifname names an interface of one namespace:
+    // --filter-netns's, else skbtrace's own, and only packets there match.
+    let netns = match (&args.filter_netns, &args.filter_ifname) {
+        (Some(spec), _) => Some(spec.as_str()),
+        (None, Some(_)) => Some(OWN_NETNS),
+        (None, None) => None,
     };
-    if let Some(name) = &args.filter_ifname {
-        kernel.flags |= CFG_IFINDEX;
-        kernel.ifindex = ifindex_in(name, netns_path.as_deref())?;
+    if let Some(spec) = netns {
+        let (inode, path) = parse_netns(spec)?;
+        kernel.flags |= CFG_NETNS;
+        kernel.netns = inode;
+        if let Some(name) = &args.filter_ifname {
+            let Some(path) = path else {
+                return Err(usage(format!(
+                    "--filter-ifname {name} needs a namespace to look {name} up in: give --filter-netns as a path \
+                     (/run/netns/NAME or /proc/PID/ns/net), not {spec}"
+                )));
+            };
+            kernel.flags |= CFG_IFINDEX;
+            kernel.ifindex = ifindex_in(name, &path)?;
+        }
     }
     Ok(kernel)
 }
@@ -333,20 +388,20 @@ pub fn parse_netns(spec: &str) -> anyhow::Result<(u32, Option<String>)> {
     Ok((meta.ino() as u32, Some(spec.to_owned())))
 }
 
-/// The interface's index, looked up inside the named netns when one is given.
-fn ifindex_in(name: &str, netns: Option<&str>) -> anyhow::Result<u32> {
+/// skbtrace's own network namespace.
+const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// The interface's index, looked up inside the netns at `netns`.
+fn ifindex_in(name: &str, netns: &str) -> anyhow::Result<u32> {
     let lookup = || {
         let c = std::ffi::CString::new(name).map_err(|_| usage("interface name contains NUL"))?;
         // SAFETY: c is a valid C string.
         let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
         if index == 0 {
-            let ns = netns.map_or(String::from("skbtrace's network namespace"), |p| p.to_owned());
+            let ns = if netns == OWN_NETNS { "skbtrace's network namespace" } else { netns };
             return Err(usage(format!("--filter-ifname: no interface named {name:?} in {ns}")));
         }
         Ok(index)
     };
-    match netns {
-        None => lookup(),
-        Some(path) => crate::netns::within(Path::new(path), lookup),
-    }
+    if netns == OWN_NETNS { lookup() } else { crate::netns::within(Path::new(netns), lookup) }
 }

@@ -1,7 +1,7 @@
 //! Packet bytes → the tuple a person reads, with etherparse. The kernel only
 //! copies bytes; everything about protocols happens here.
 
-mod tunnel;
+pub mod tunnel;
 
 use std::net::IpAddr;
 

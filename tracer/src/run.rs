@@ -37,7 +37,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Option<RunSummary>> {
             Ok(None)
         }
         Task::ListDropReasons => {
-            let btf = KernelBtf::open()?;
+            let btf = KernelBtf::open_from(cfg.probes.kernel_btf.as_deref())?;
             let mut out = std::io::stdout().lock();
             for (value, name) in DropReasons::from_btf(&btf).by_value() {
                 writeln!(out, "{value}\t{name}").context("writing the drop reasons")?;
@@ -80,10 +80,10 @@ impl Kernel {
             .then(|| std::thread::Builder::new().name("tracefs".into()).spawn(ksym::available_filter_functions))
             .transpose()
             .context("starting a thread to read ftrace's functions")?;
-        let mut btf = KernelBtf::open()?;
+        let mut btf = KernelBtf::open_from(probes.kernel_btf.as_deref())?;
         log::debug!("BTF read in {:?}", started.elapsed());
         let kmods = match &probes.kmods {
-            Kmods::All => KernelBtf::module_names()?,
+            Kmods::All => btf.available_modules()?,
             Kmods::Named(names) => names.clone(),
         };
         btf.add_modules(&kmods)?;
@@ -138,7 +138,8 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         let started = ending.command.is_some();
         // Events wait in the ring buffer until the symbols that name them are in.
         let collected = kallsyms.get().and_then(|kallsyms| {
-            let mut resolver = Resolver::new(kallsyms, &attached.probes, &reasons, stacks, cfg.output.timestamp);
+            let mut resolver =
+                Resolver::new(kallsyms, &attached.probes, &reasons, stacks, resolve::Wanted::of(&cfg.output));
             collect::run(&rt, &mut stop, maps, &mut resolver, &mut consumers, ending)
         });
         match collected {
