@@ -8,6 +8,7 @@
 mod differential;
 mod errors;
 mod fake;
+mod in_the_tracer;
 mod interp;
 mod kernel;
 mod random;
