@@ -11,6 +11,7 @@ mod fake;
 mod in_the_tracer;
 mod interp;
 mod kernel;
+mod live;
 mod random;
 mod rbpf_vm;
 mod rng;

@@ -74,13 +74,14 @@ fn generated_expressions_in_rbpf_on_the_kernels_sk_buff() {
     assert!(ones * 20 > runs, "{ones} of {runs}");
 }
 
-/// Runs the generated expressions in the kernel and in the interpreter, on the same worlds.
-fn against_kernel(layout: &impl Layout, enums: &[&str], seed: u64, exprs: usize, worlds: usize) -> usize {
+/// Runs the generated expressions in the kernel and in the interpreter, on the same worlds;
+/// returns how many verdicts were 1, of how many.
+fn against_kernel(layout: &impl Layout, enums: &[&str], seed: u64, exprs: usize, worlds: usize) -> (usize, usize) {
     let (compiled, _) = expressions(layout, enums, seed, exprs);
     let mut rng = Rng::new(seed ^ 0x5eed);
     let worlds: Vec<World> = (0..worlds).map(|_| World::random(layout, &mut rng, 12)).collect();
     let size = worlds.iter().map(|w| w.image.len()).max().unwrap_or(0);
-    let mut runs = 0;
+    let (mut ones, mut runs) = (0, 0);
     for (expr, typed, insns) in &compiled {
         let prog = kernel::KernelExpr::load(insns, size).unwrap_or_else(|e| panic!("{expr}: {e}"));
         for world in &worlds {
@@ -89,10 +90,11 @@ fn against_kernel(layout: &impl Layout, enums: &[&str], seed: u64, exprs: usize,
             let want = interp::verdict(typed, &rebased, rebased.skb_addr());
             let got = prog.run(world);
             assert_eq!(u64::from(got), want, "{expr}: the kernel says {got}, the interpreter {want}");
+            ones += want as usize;
             runs += 1;
         }
     }
-    runs
+    (ones, runs)
 }
 
 #[test]
@@ -100,11 +102,13 @@ fn generated_expressions_in_the_kernel() {
     if !kernel_available("generated_expressions_in_the_kernel") {
         return;
     }
-    let runs = against_kernel(&Fake::new(), FAKE_ENUMS, 3, 60, 10);
-    eprintln!("made-up layout: {runs} kernel runs");
+    let (ones, runs) = against_kernel(&Fake::new(), FAKE_ENUMS, 3, 60, 10);
+    eprintln!("made-up layout: {runs} kernel runs, {ones} matched");
+    assert!(ones * 10 > runs && ones * 10 < runs * 9, "{ones} of {runs}");
     let Some(btf) = kernel_btf("generated_expressions_in_the_kernel") else { return };
-    let runs = against_kernel(&btf, KERNEL_ENUMS, 4, 40, 4);
-    eprintln!("kernel sk_buff: {runs} kernel runs");
+    let (ones, runs) = against_kernel(&btf, KERNEL_ENUMS, 4, 40, 4);
+    eprintln!("kernel sk_buff: {runs} kernel runs, {ones} matched");
+    assert!(ones * 20 > runs, "{ones} of {runs}");
 }
 
 const EXAMPLES: &[&str] = &[

@@ -6,6 +6,7 @@
 //!   the real `bpf_probe_read_kernel` reads; the program writes that value's address into its
 //!   first 8 bytes on every run (root may leak pointers), which is how the test learns where to
 //!   put the world.
+//! - [`Counter`] attaches one as `tp_btf` to a real tracepoint and counts the skbs it keeps.
 //! - [`verify_tp_btf`] loads one behind a `tp_btf` program on `skb:kfree_skb`, where the skb
 //!   is the verifier's trusted BTF pointer, and [`verify_kprobe`] behind a kprobe (pt_regs →
 //!   scalar): the verifier only, since those types have no test run (and this kernel no
@@ -26,6 +27,7 @@ use crate::sys::{
 pub const HARNESS_FAILED: u32 = 0x7ead_beef;
 
 const LD_IMM64: u8 = 0x18;
+const ATOMIC: u8 = 0xc0;
 const PSEUDO_MAP_FD: u8 = 1;
 const PSEUDO_CALL: u8 = 1;
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -192,6 +194,53 @@ impl KernelExpr {
         image.resize(self.size, 0);
         map_update_elem(self.map.as_raw_fd(), &0u32.to_ne_bytes(), &image).expect("BPF_MAP_UPDATE_ELEM");
         self.test_run(world.skb_addr())
+    }
+}
+
+/// An expression attached as `tp_btf` to a tracepoint whose argument 0 is the skb, counting
+/// the skbs for which it returns 1.
+pub struct Counter {
+    map: OwnedFd,
+    _prog: OwnedFd,
+    _link: OwnedFd,
+}
+
+impl Counter {
+    pub fn attach(expr: &[Insn], typedef_id: u32) -> Result<Self, String> {
+        let map = world_map(8).map_err(|e| format!("creating the counter map: {e}"))?;
+        let main = vec![
+            Insn::load(DW, 1, 1, 0),
+            pseudo_call(),
+            Insn::jmp_imm(JEQ, 0, 0, 9),
+            Insn::store_imm(W, 10, -4, 0),
+            Insn::alu64_reg(MOV, 2, 10),
+            Insn::alu64_imm(ADD, 2, -4),
+            Insn::new(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map.as_raw_fd()),
+            Insn::default(),
+            Insn::new(JMP | CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+            Insn::jmp_imm(JEQ, 0, 0, 2),
+            Insn::alu64_imm(MOV, 1, 1),
+            // lock *(u64 *)(r0 + 0) += r1
+            Insn::new(STX | ATOMIC | DW, 0, 1, 0, 0),
+            Insn::alu64_imm(MOV, 0, 0),
+            Insn::exit(),
+        ];
+        let prog = load(&link(main, 1, expr), BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, typedef_id)?;
+        let link = crate::sys::raw_tracepoint_open(prog.as_raw_fd(), None).map_err(|e| format!("attaching: {e}"))?;
+        Ok(Self { map, _prog: prog, _link: link })
+    }
+
+    pub fn count(&self) -> u64 {
+        let mut value = [0u8; 8];
+        let key = 0u32;
+        let mut attr = MapElemAttr {
+            map_fd: self.map.as_raw_fd() as u32,
+            key: (&raw const key) as u64,
+            value: value.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        bpf_call(BPF_MAP_LOOKUP_ELEM, &mut attr).expect("BPF_MAP_LOOKUP_ELEM");
+        u64::from_le_bytes(value)
     }
 }
 
