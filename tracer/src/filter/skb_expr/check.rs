@@ -61,8 +61,8 @@ impl<L: Layout> Checker<'_, L> {
 
     fn ctype(&self, id: TypeId) -> Result<CType, SkbExprError> {
         self.layout.ctype(id).ok_or_else(|| SkbExprError::Unsupported {
-            expr: String::new(),
-            message: format!("BTF type {id} is missing or malformed"),
+            expr: format!("BTF type {id}"),
+            message: "missing or malformed in the kernel's BTF".to_owned(),
         })
     }
 
