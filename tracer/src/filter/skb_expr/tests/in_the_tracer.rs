@@ -1,19 +1,23 @@
 //! The tracer's own programs with an expression spliced in by the loader, through the verifier
 //! as `tp_btf` and as `raw_tp`: the call site in `capture.rs`, the calling convention and the
-//! stack the caller leaves. (This kernel has no kprobes; the tests in a VM attach those.)
+//! stack the caller leaves; and the kprobe programs, which load (as a kprobe and as the
+//! kprobe-multi program) on a kernel that cannot attach them.
 
 use super::{compile, kernel_available, kernel_btf};
 use crate::config::MapSizes;
 use crate::filter::match_all;
 use crate::loader::{LoadAs, Loader, Programs};
-use crate::sys::{BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP};
+use crate::sys::{
+    BPF_PROG_TYPE_KPROBE, BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACING, BPF_TRACE_KPROBE_MULTI, BPF_TRACE_RAW_TP,
+};
 use tracer_common::Config;
 use tracer_common::config::CFG_SKB_EXPR;
+use tracer_common::names;
 
 #[test]
-fn tracepoint_programs_load_with_an_expression() {
-    let Some(btf) = kernel_btf("tracepoint_programs_load_with_an_expression") else { return };
-    if !kernel_available("tracepoint_programs_load_with_an_expression") {
+fn the_tracers_programs_load_with_an_expression() {
+    let Some(btf) = kernel_btf("the_tracers_programs_load_with_an_expression") else { return };
+    if !kernel_available("the_tracers_programs_load_with_an_expression") {
         return;
     }
     let mut config = Config::zeroed();
@@ -40,5 +44,17 @@ fn tracepoint_programs_load_with_an_expression() {
                 LoadAs { prog_type: BPF_PROG_TYPE_RAW_TRACEPOINT, expected_attach_type: 0, attach_btf_id: 0, ..tp_btf };
             loader.load(&raw_tp).unwrap_or_else(|e| panic!("{expr}: raw_tp {program}: {e:#}"));
         }
+        let loader =
+            Loader::with_skb_expr(&config, &sizes, Programs::Kprobes, &match_all(), &match_all(), &insns).unwrap();
+        let kprobe = LoadAs {
+            program: names::KPROBE_SKB[0],
+            prog_type: BPF_PROG_TYPE_KPROBE,
+            expected_attach_type: 0,
+            attach_btf_id: 0,
+            probe_id: 0,
+        };
+        loader.load(&kprobe).unwrap_or_else(|e| panic!("{expr}: kprobe: {e:#}"));
+        let multi = LoadAs { program: names::KPROBE_MULTI_SKB, expected_attach_type: BPF_TRACE_KPROBE_MULTI, ..kprobe };
+        loader.load(&multi).unwrap_or_else(|e| panic!("{expr}: kprobe-multi: {e:#}"));
     }
 }
