@@ -26,6 +26,18 @@ fn the_tracers_programs_load_with_an_expression() {
     config.snaplen = 64;
     let sizes = MapSizes { ring_bytes: 1 << 16, track_entries: 1, cloning_entries: 1, stack_entries: 1 };
     let tracepoints = btf.skb_tracepoints();
+    // Without the flag the call is dead code, and Loader::new splices match-all.
+    let plain = Config { flags: 0, ..config };
+    let loader = Loader::new(&plain, &sizes, Programs::Tracepoints, &match_all(), &match_all()).unwrap();
+    let kfree_skb = tracepoints.iter().find(|t| t.0 == "kfree_skb").expect("kfree_skb").2;
+    let tp_btf = LoadAs {
+        program: names::TP_KFREE_SKB,
+        prog_type: BPF_PROG_TYPE_TRACING,
+        expected_attach_type: BPF_TRACE_RAW_TP,
+        attach_btf_id: kfree_skb,
+        probe_id: 0,
+    };
+    loader.load(&tp_btf).unwrap_or_else(|e| panic!("without an expression: {e:#}"));
     let btf_id = |name: &str| tracepoints.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("{name}")).2;
     for expr in ["skb->len > 100 && skb->dev->ifindex == 4", "skb->dev->name == \"lo\" || skb->protocol == 0x86dd"] {
         let (_, insns) = compile(expr, &btf).unwrap();
