@@ -2,6 +2,7 @@
 //! which functions and tracepoints take an skb and where, field offsets, and
 //! enum names (drop reasons). Nothing kernel-specific is compiled in.
 
+pub mod ctype;
 mod reader;
 
 use std::{

@@ -1,7 +1,7 @@
 //! Loads skbtrace's eBPF object with aya-obj's public steps: parse, create
 //! the maps (with our configuration in `.rodata` and the sizes we chose),
 //! relocate and link each program, splice generated code into it (the pcap
-//! filter, the probe id) and load it with the program and attach type we
+//! filter, the skb expression, the probe id) and load it with the program and attach type we
 //! need, which aya 0.14 cannot do (kprobe-multi, one object loaded as both
 //! `tp_btf` and `raw_tp`). aya's own loader did all of it a second time —
 //! most of a second in a TCG VM — for maps alone.
@@ -16,7 +16,7 @@ use aya::maps::MapData;
 use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_insn};
 use tracer_common::{
     Config,
-    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL},
+    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, FILTER_SKB_EXPR_SYMBOL, PROBE_ID_SYMBOL},
     names,
 };
 
@@ -81,12 +81,26 @@ impl Programs {
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 impl Loader {
+    /// The object without an skb expression (`--filter-skb-expr`).
     pub fn new(
         config: &Config,
         sizes: &MapSizes,
         programs: Programs,
         l2: &[Insn],
         l3: &[Insn],
+    ) -> anyhow::Result<Self> {
+        Self::with_skb_expr(config, sizes, programs, l2, l3, &crate::filter::match_all())
+    }
+
+    /// `skb_expr`: the subprogram from `filter::skb_expr::compile`, called when
+    /// `config.flags` has `CFG_SKB_EXPR`.
+    pub fn with_skb_expr(
+        config: &Config,
+        sizes: &MapSizes,
+        programs: Programs,
+        l2: &[Insn],
+        l3: &[Insn],
+        skb_expr: &[Insn],
     ) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
@@ -95,6 +109,7 @@ impl Loader {
             .context("writing the configuration into the eBPF object")?;
         replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;
         replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(l3))?;
+        replace_function(&mut obj, FILTER_SKB_EXPR_SYMBOL, &encode(skb_expr))?;
 
         let mut maps = HashMap::new();
         let mut relocations: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();

@@ -63,6 +63,9 @@ pub struct Member<'a> {
     pub value: u32,
     /// Members: the bit offset (bitfield size masked off). Enum64: the value's high bits.
     pub extra: u32,
+    /// Members of a struct or union with `kind_flag`: the bitfield's width in bits, 0 when the
+    /// member is not a bitfield. Always 0 for other kinds.
+    pub bitfield_bits: u32,
 }
 
 impl Blob {
@@ -195,8 +198,33 @@ impl<'a> Type<'a> {
                 value: read_u32(&blob.data, at + 4),
                 // With kind_flag, a member's top 8 bits are its bitfield size.
                 extra: if composite && bitfields { extra & 0x00ff_ffff } else { extra },
+                bitfield_bits: if composite && bitfields { extra >> 24 } else { 0 },
             }
         })
+    }
+
+    /// Ints: whether signed, and the value's bit offset and width inside the int's bytes
+    /// (`struct btf_int`'s encoding, offset and bits); `None` for other kinds.
+    pub fn int_encoding(&self) -> Option<IntEncoding> {
+        (self.kind() == KIND_INT).then(|| {
+            let word = self.word(3);
+            IntEncoding { signed: (word >> 24) & 1 != 0, bit_offset: (word >> 16) & 0xff, bits: word & 0xff }
+        })
+    }
+
+    /// Type `id` of the same blob (or its base).
+    pub fn sibling(&self, id: u32) -> Option<Type<'a>> {
+        self.blob.get(id)
+    }
+
+    /// Arrays: the element type id and the number of elements; `None` for other kinds.
+    pub fn array(&self) -> Option<(u32, u32)> {
+        (self.kind() == KIND_ARRAY).then(|| (self.word(3), self.word(5)))
+    }
+
+    /// Enums: whether the values are signed (`kind_flag`); false for other kinds.
+    pub fn enum_signed(&self) -> bool {
+        matches!(self.kind(), KIND_ENUM | KIND_ENUM64) && self.kind_flag()
     }
 
     /// Follows typedefs, qualifiers and type tags to the type underneath.
@@ -210,6 +238,14 @@ impl<'a> Type<'a> {
         }
         None
     }
+}
+
+/// What `struct btf_int` says about an int type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntEncoding {
+    pub signed: bool,
+    pub bit_offset: u32,
+    pub bits: u32,
 }
 
 impl<'a> Member<'a> {
@@ -325,8 +361,23 @@ mod tests {
             {
                 assert_eq!(ty.referred().map_or(0, |t| t.id), referred, "{what}");
             }
-            if let Full::Struct(s) = &want {
+            if let Full::Struct(s) | Full::Union(s) = &want {
                 assert_eq!(ty.size() as usize, s.size(), "{what}");
+                let bits: Vec<u32> = ty.members().map(|m| m.bitfield_bits).collect();
+                let want: Vec<u32> = s.members.iter().map(|m| m.bitfield_size().unwrap_or(0)).collect();
+                assert_eq!(bits, want, "{what}: bitfield sizes");
+            }
+            if let Full::Int(i) = &want {
+                assert_eq!(ty.int_encoding().map(|e| e.signed), Some(i.is_signed()), "{what}");
+            }
+            if let Full::Array(a) = &want {
+                let elem = a.get_type_id().unwrap();
+                assert_eq!(ty.array(), Some((elem, a.len() as u32)), "{what}");
+            }
+            match &want {
+                Full::Enum(e) => assert_eq!(ty.enum_signed(), e.is_signed(), "{what}"),
+                Full::Enum64(e) => assert_eq!(ty.enum_signed(), e.is_signed(), "{what}"),
+                _ => {}
             }
             let members: Vec<_> = ty.members().map(|m| (m.name().to_owned(), m.value, m.extra)).collect();
             assert_eq!(members, members_of(full, &want), "{what}");
