@@ -81,11 +81,7 @@ pub const PWRU_FLAGS: &[PwruFlag] = &[
         Some("10"),
         NotYet("skbtrace attaches in parallel and sizes its batches itself; there is no knob"),
     ),
-    flag(
-        "--filter-skb-expr",
-        Some("skb->mark == 1"),
-        NotYet("C expressions over sk_buff fields are not compiled; use --filter-mark or a pcap expression"),
-    ),
+    flag("--filter-skb-expr", Some("skb->mark == 1"), Same),
     flag("--filter-xdp-expr", Some("xdp->rxq->dev->ifindex == 1"), NotYet(LATER_FENTRY)),
     flag("--timestamp", Some("absolute"), Same),
     flag("--output-meta", None, Same),

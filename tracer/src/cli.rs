@@ -109,6 +109,10 @@ pub struct Args {
     /// Only skbs seen while process PID is current.
     #[arg(long, value_name = "PID")]
     pub filter_pid: Option<u32>,
+    /// Only skbs for which this C expression over their fields holds, e.g. 'skb->len > 100 &&
+    /// skb->dev->name == "eth0"'; checked against the kernel's BTF, run in the kernel.
+    #[arg(long, value_name = "EXPR")]
+    pub filter_skb_expr: Option<String>,
     /// Once an skb matched, keep tracing it through NAT and header rewrites until it is freed.
     #[arg(long)]
     pub filter_track_skb: bool,
@@ -263,8 +267,6 @@ pub struct PwruNotYet {
     #[arg(long, hide = true, value_name = "N")]
     pub filter_kprobe_batch: Option<u64>,
     #[arg(long, hide = true, value_name = "EXPR")]
-    pub filter_skb_expr: Option<String>,
-    #[arg(long, hide = true, value_name = "EXPR")]
     pub filter_xdp_expr: Option<String>,
     #[arg(long, hide = true)]
     pub output_bpfmap: bool,
@@ -291,23 +293,46 @@ impl PwruNotYet {
     /// The first flag given, and why skbtrace refuses it.
     pub fn refusal(&self) -> Option<(&'static str, &'static str)> {
         [
-            (self.filter_non_skb_funcs.is_some(), "--filter-non-skb-funcs", "attributing non-skb functions to a packet (by stack) is not implemented"),
-            (self.filter_track_skb_by_stackid, "--filter-track-skb-by-stackid", "following an skb across re-allocation by its stack is not implemented"),
+            (
+                self.filter_non_skb_funcs.is_some(),
+                "--filter-non-skb-funcs",
+                "attributing non-skb functions to a packet (by stack) is not implemented",
+            ),
+            (
+                self.filter_track_skb_by_stackid,
+                "--filter-track-skb-by-stackid",
+                "following an skb across re-allocation by its stack is not implemented",
+            ),
             (self.filter_trace_tc, "--filter-trace-tc", LATER_FENTRY),
             (self.filter_trace_xdp, "--filter-trace-xdp", LATER_FENTRY),
             (self.filter_track_bpf_helpers, "--filter-track-bpf-helpers", LATER_FENTRY),
             (self.filter_xdp_expr.is_some(), "--filter-xdp-expr", LATER_FENTRY),
             (self.output_xdp_metadata.is_some(), "--output-xdp-metadata", LATER_FENTRY),
             (self.output_bpfmap, "--output-bpfmap", LATER_FENTRY),
-            (self.filter_tunnel_pcap_l2.is_some(), "--filter-tunnel-pcap-l2", "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple"),
-            (self.filter_tunnel_pcap_l3.is_some(), "--filter-tunnel-pcap-l3", "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple"),
-            (self.filter_kprobe_batch.is_some(), "--filter-kprobe-batch", "skbtrace attaches in parallel and sizes its batches itself; there is no knob"),
-            (self.filter_skb_expr.is_some(), "--filter-skb-expr", "C expressions over sk_buff fields are not compiled yet; use --filter-mark, --filter-ifname or a pcap expression"),
+            (
+                self.filter_tunnel_pcap_l2.is_some(),
+                "--filter-tunnel-pcap-l2",
+                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
+            ),
+            (
+                self.filter_tunnel_pcap_l3.is_some(),
+                "--filter-tunnel-pcap-l3",
+                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
+            ),
+            (
+                self.filter_kprobe_batch.is_some(),
+                "--filter-kprobe-batch",
+                "skbtrace attaches in parallel and sizes its batches itself; there is no knob",
+            ),
             (self.output_skb, "--output-skb", SKB_DUMPS),
             (self.output_skb_shared_info, "--output-skb-shared-info", SKB_DUMPS),
             (self.output_skb_cb, "--output-skb-cb", SKB_DUMPS),
             (self.output_skb_metadata.is_some(), "--output-skb-metadata", SKB_DUMPS),
-            (self.set_percpu_buf.is_some(), "--set-percpu-buf", "it sizes pwru's buffer for --output-skb, which skbtrace does not have yet"),
+            (
+                self.set_percpu_buf.is_some(),
+                "--set-percpu-buf",
+                "it sizes pwru's buffer for --output-skb, which skbtrace does not have yet",
+            ),
         ]
         .into_iter()
         .find_map(|(given, flag, why)| given.then_some((flag, why)))

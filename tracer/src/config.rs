@@ -95,9 +95,12 @@ pub enum Kmods {
     All,
 }
 
-/// The pcap expression, compiled for both kinds of capture.
+/// The pcap expression, compiled for both kinds of capture, and the skb
+/// expression (compiled at load, against the kernel's BTF).
 pub struct Filter {
     pub expression: Option<String>,
+    /// `--filter-skb-expr`.
+    pub skb_expr: Option<String>,
     /// For packets whose bytes start at the MAC header.
     pub l2: filter::Compiled,
     /// For packets whose bytes start at the network header.
@@ -196,7 +199,8 @@ impl Config {
         let end = end_spec(&args)?;
         let assertions = assert_spec(&args)?;
         let kernel = kernel_config(&args, expression.is_some())?;
-        let filter = compile_filter(expression)?;
+        let mut filter = compile_filter(expression)?;
+        filter.skb_expr = args.filter_skb_expr.clone();
         let track = args.filter_track_skb;
         // Maps of options not asked for get one entry: the kernel allocates
         // hash and stack maps whole at creation (16k stacks are 17 MB).
@@ -350,7 +354,7 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
 fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
     let Some(expr) = expression else {
         let all = filter::Compiled { insns: filter::match_all(), reads: 0 };
-        return Ok(Filter { expression: None, l2: all.clone(), l3: all });
+        return Ok(Filter { expression: None, skb_expr: None, l2: all.clone(), l3: all });
     };
     // The filter may read the event's whole packet buffer; how much of it is
     // valid (what the kernel copied) is passed at run time.
@@ -359,7 +363,7 @@ fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
         let more = if shown.len() < expr.len() { "…" } else { "" };
         usage(format!("{e}\n  in expression: {shown}{more}"))
     })?;
-    Ok(Filter { expression: Some(expr), l2, l3 })
+    Ok(Filter { expression: Some(expr), skb_expr: None, l2, l3 })
 }
 
 fn parse_u32(s: &str) -> Option<u32> {

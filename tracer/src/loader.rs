@@ -37,6 +37,15 @@ impl MapSizes {
     }
 }
 
+/// The generated code spliced into the programs: the pcap filter for each
+/// kind of capture and the `--filter-skb-expr` subprogram (match-all when
+/// unused; the programs call it only with `CFG_SKB_EXPR`).
+pub struct Filters<'a> {
+    pub l2: &'a [Insn],
+    pub l3: &'a [Insn],
+    pub skb_expr: &'a [Insn],
+}
+
 /// The object with its maps created and every program linked, ready to be
 /// loaded in as many copies as there are attach targets.
 pub struct Loader {
@@ -81,35 +90,16 @@ impl Programs {
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 impl Loader {
-    /// The object without an skb expression (`--filter-skb-expr`).
-    pub fn new(
-        config: &Config,
-        sizes: &MapSizes,
-        programs: Programs,
-        l2: &[Insn],
-        l3: &[Insn],
-    ) -> anyhow::Result<Self> {
-        Self::with_skb_expr(config, sizes, programs, l2, l3, &crate::filter::match_all())
-    }
-
-    /// `skb_expr`: the subprogram from `filter::skb_expr::compile`, called when
-    /// `config.flags` has `CFG_SKB_EXPR`.
-    pub fn with_skb_expr(
-        config: &Config,
-        sizes: &MapSizes,
-        programs: Programs,
-        l2: &[Insn],
-        l3: &[Insn],
-        skb_expr: &[Insn],
-    ) -> anyhow::Result<Self> {
+    /// The object with `config` patched in and `filters` spliced in.
+    pub fn new(config: &Config, sizes: &MapSizes, programs: Programs, filters: &Filters<'_>) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
         log::debug!("object parsed in {:?}", started.elapsed());
         obj.patch_map_data(HashMap::from([(names::GLOBAL_CONFIG, aya_obj_global(config))]))
             .context("writing the configuration into the eBPF object")?;
-        replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;
-        replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(l3))?;
-        replace_function(&mut obj, FILTER_SKB_EXPR_SYMBOL, &encode(skb_expr))?;
+        replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(filters.l2))?;
+        replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(filters.l3))?;
+        replace_function(&mut obj, FILTER_SKB_EXPR_SYMBOL, &encode(filters.skb_expr))?;
 
         let mut maps = HashMap::new();
         let mut relocations: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();

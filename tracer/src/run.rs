@@ -6,6 +6,7 @@
 use std::{collections::HashSet, io::Write as _, os::fd::AsRawFd as _, thread::JoinHandle, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use tracer_common::config::CFG_SKB_EXPR;
 
 use crate::{
     assertions,
@@ -13,9 +14,11 @@ use crate::{
     cli::Backend,
     collect,
     command::AfterStart,
+    config::usage,
     config::{Config, Kmods, ProbeSpec, Task},
+    filter::{self, skb_expr::SkbExprError},
     ksym,
-    loader::{Loader, Programs},
+    loader::{Filters, Loader, Programs},
     output, privileges,
     probes::{
         self, Attached, kprobe_multi,
@@ -201,8 +204,20 @@ fn load(cfg: &Config, kernel: &Kernel) -> anyhow::Result<Loader> {
     kernel_cfg.wakeup_bytes = cfg.maps.ring_bytes / 16;
     kernel_cfg.filter_reads_l2 = cfg.filter.l2.reads;
     kernel_cfg.filter_reads_l3 = cfg.filter.l3.reads;
+    let skb_expr = match &cfg.filter.skb_expr {
+        Some(expr) => {
+            kernel_cfg.flags |= CFG_SKB_EXPR;
+            filter::skb_expr::compile(expr, &kernel.btf).map_err(|e| match e {
+                // The kernel's BTF lacks struct sk_buff: not the user's mistake.
+                SkbExprError::NoSkbType => anyhow::Error::from(e),
+                e => usage(e.to_string()),
+            })?
+        }
+        None => filter::match_all(),
+    };
     let programs = if kernel.backend == Backend::Tracepoint { Programs::Tracepoints } else { Programs::Kprobes };
-    Loader::new(&kernel_cfg, &cfg.maps, programs, &cfg.filter.l2.insns, &cfg.filter.l3.insns)
+    let filters = Filters { l2: &cfg.filter.l2.insns, l3: &cfg.filter.l3.insns, skb_expr: &skb_expr };
+    Loader::new(&kernel_cfg, &cfg.maps, programs, &filters)
 }
 
 /// Reads what the eBPF programs log (`aya_log_ebpf`), found through a loaded
