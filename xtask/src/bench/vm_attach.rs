@@ -1,18 +1,19 @@
 //! Attach and detach of every discovered skb function in the test VM (TCG),
 //! kprobes on Debian 6.1 and 6.12 and kprobe-multi on 6.12, next to pwru's
 //! figures measured in the same VM. One boot per kernel runs
-//! tests/vm/attach-bench.sh, which prints one `BENCH attach …` line per
-//! backend.
+//! tests/vm/attach-bench.sh, which prints a `BENCH attach …` line and
+//! skbtrace's run summary per backend.
 
 use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context as _, bail};
-use xtask::{
-    vm::{Kernel, VmOptions},
+use testkit::{
+    vm::{self, Kernel, VmOptions},
     workspace_root,
 };
 
 use super::markdown::Table;
+use testkit::summary::Summary;
 
 pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
     let root = workspace_root();
@@ -37,21 +38,24 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
         opts.args = backends.split(' ').map(str::to_owned).collect();
         opts.timeout = std::time::Duration::from_secs(1500);
         eprintln!("bench: attaching every skb function in the {kernel} VM ({backends})");
-        let out = xtask::vm::run(&opts).with_context(|| format!("the {kernel} VM"))?;
+        let out = vm::run(&opts).with_context(|| format!("the {kernel} VM"))?;
         if !out.success() {
             bail!("attach-bench.sh failed in the {kernel} VM:\n{}", out.output);
         }
-        for line in out.output.lines().filter_map(|l| l.strip_prefix("BENCH attach ")) {
+        let mut lines = out.output.lines();
+        while let Some(line) = lines.by_ref().find_map(|l| l.strip_prefix("BENCH attach ")) {
             let f: HashMap<&str, &str> = line.split(' ').filter_map(|kv| kv.split_once('=')).collect();
             let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            let n = num("functions");
-            let attach = num("attach_in");
-            // One kprobe-multi link closes at once, without a line of its own.
-            let detach =
-                if f.get("detach_in").is_some_and(|v| !v.is_empty()) { num("detach_in") } else { num("detach_s") };
+            let summary = lines
+                .next()
+                .and_then(|l| l.strip_prefix("BENCH summary "))
+                .with_context(|| format!("no summary after BENCH attach {line}:\n{}", out.output))?;
+            let summary = Summary::parse(summary).with_context(|| format!("the {kernel} VM's run of {line}"))?;
+            let n = summary.attached as f64;
+            let (attach, detach) = (summary.attach_seconds, summary.detach_seconds);
             table.row(vec![
                 kernel.to_string(),
-                f.get("backend").copied().unwrap_or("?").to_owned(),
+                summary.backend.to_string(),
                 format!("{n:.0}"),
                 format!("{:.1}", num("attach_s")),
                 format!("{attach:.1}"),
@@ -66,8 +70,7 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
     Ok(format!(
         "{header}\n\nqemu TCG, 2 vCPUs, 2 GiB; release build; expression `udp and port 9`; one row per run. *ready* is from \
          spawn to `--ready-file` (BTF, discovery, load and attach); *attach* and *detach* are skbtrace's own \
-         `attached … in` and `detached … in` (for one kprobe-multi link, detach is *stop*); *stop* is from SIGINT \
-         to exit; the rates are from *attach* and *detach*. pwru 1.0.12 \
+         `attach_seconds` and `detach_seconds` from its run summary; *stop* is from SIGINT to exit; the rates are from *attach* and *detach*. pwru 1.0.12 \
          in the same VM: ~55 s to attach ~1,400 kprobes one by one and as long to detach; ~10 s to be ready \
          with kprobe-multi, under 1 s to detach.\n\n{}",
         table.render()
