@@ -28,6 +28,9 @@ impl Capture {
 pub const FLAG_HAS_REASON: u8 = 1 << 0;
 /// Event flag: the skb was let through because it was already tracked.
 pub const FLAG_TRACKED: u8 = 1 << 1;
+/// Event flag: the skb is freed at this probe (a drop or a free); its
+/// address may be reused by the next skb, so this event ends its story.
+pub const FLAG_FREED: u8 = 1 << 2;
 
 /// One skb seen at one probe. Built in a per-CPU scratch slot, filtered, then
 /// copied whole into the ring buffer.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod cookie;
 pub mod event;
 pub mod limits;
+pub mod names;
 
 pub use config::Config;
 pub use event::Event;

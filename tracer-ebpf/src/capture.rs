@@ -16,7 +16,7 @@ use tracer_common::{
         CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB, OFFSET_NONE,
         SKB_READ_MAX,
     },
-    event::{Capture, EVENT_SIZE, FLAG_HAS_REASON, FLAG_TRACKED},
+    event::{Capture, EVENT_SIZE, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
 };
 
@@ -29,9 +29,11 @@ use crate::{
     maps::{EVENTS, LOST, SCRATCH, SKB_COPY, STACKS, TRACKED},
 };
 
-/// Written by user space before load (`EbpfLoader::set_global`).
+/// Patched by user space into the object's data before load
+/// (`loader.rs`, `patch_map_data`).
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config::zeroed();
+crate::names::check_map!(CONFIG, tracer_common::names::GLOBAL_CONFIG);
 
 /// The `CFG_*` flags, for entry points that need them before `handle`.
 #[inline(always)]
@@ -205,6 +207,9 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.probe_id = site.probe_id;
     if tracked {
         ev.flags |= FLAG_TRACKED;
+    }
+    if site.frees {
+        ev.flags |= FLAG_FREED;
     }
     ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     ev.cpu = unsafe { bpf_get_smp_processor_id() };

@@ -11,6 +11,8 @@ mod filter;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod names;
+#[cfg(target_arch = "bpf")]
 mod probes;
 
 #[cfg(target_arch = "bpf")]

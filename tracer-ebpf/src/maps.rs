@@ -8,6 +8,7 @@ use tracer_common::{
     Event,
     config::SKB_READ_MAX,
     limits::{CLONING_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
+    names,
 };
 
 /// Events to user space.
@@ -49,3 +50,11 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 /// set on entry to `skb_clone` and friends, read on their return.
 #[map]
 pub static CLONING: HashMap<u64, u64> = HashMap::with_max_entries(CLONING_ENTRIES, 0);
+
+crate::names::check_map!(EVENTS, names::MAP_EVENTS);
+crate::names::check_map!(SCRATCH, names::MAP_SCRATCH);
+crate::names::check_map!(SKB_COPY, names::MAP_SKB_COPY);
+crate::names::check_map!(LOST, names::MAP_LOST);
+crate::names::check_map!(TRACKED, names::MAP_TRACKED);
+crate::names::check_map!(STACKS, names::MAP_STACKS);
+crate::names::check_map!(CLONING, names::MAP_CLONING);

@@ -15,7 +15,7 @@ use aya_ebpf::{
     macros::{kprobe, kretprobe, raw_tracepoint},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
-use tracer_common::{config::CFG_CALLER, cookie, limits::PROBE_ID_FREES};
+use tracer_common::{config::CFG_CALLER, cookie, limits::PROBE_ID_FREES, names};
 
 use crate::{
     capture::{Site, handle},
@@ -83,25 +83,32 @@ macro_rules! kprobe_at {
     };
 }
 
-kprobe_at!(kprobe_skb_1, 0);
-kprobe_at!(kprobe_skb_2, 1);
-kprobe_at!(kprobe_skb_3, 2);
-kprobe_at!(kprobe_skb_4, 3);
-kprobe_at!(kprobe_skb_5, 4);
+kprobe_at!(kprobe_skb_0, 0);
+kprobe_at!(kprobe_skb_1, 1);
+kprobe_at!(kprobe_skb_2, 2);
+kprobe_at!(kprobe_skb_3, 3);
+kprobe_at!(kprobe_skb_4, 4);
+crate::names::check_program!(kprobe_skb_0, names::KPROBE_SKB[0]);
+crate::names::check_program!(kprobe_skb_1, names::KPROBE_SKB[1]);
+crate::names::check_program!(kprobe_skb_2, names::KPROBE_SKB[2]);
+crate::names::check_program!(kprobe_skb_3, names::KPROBE_SKB[3]);
+crate::names::check_program!(kprobe_skb_4, names::KPROBE_SKB[4]);
 
 /// `kfree_skb_reason(struct sk_buff *skb, enum skb_drop_reason reason)` (≤ 6.10).
 #[kprobe]
-pub fn kprobe_drop_skb_1_reason_2(ctx: ProbeContext) -> u32 {
+pub fn kprobe_drop_skb_0_reason_1(ctx: ProbeContext) -> u32 {
     let reason = kprobe_arg(&ctx, 1) as u32;
     handle(&ctx, kprobe_arg(&ctx, 0), kprobe_site(&ctx, Some(reason)))
 }
+crate::names::check_program!(kprobe_drop_skb_0_reason_1, names::KPROBE_DROP_SKB_0_REASON_1);
 
 /// `sk_skb_reason_drop(struct sock *sk, struct sk_buff *skb, enum skb_drop_reason reason)` (≥ 6.11).
 #[kprobe]
-pub fn kprobe_drop_skb_2_reason_3(ctx: ProbeContext) -> u32 {
+pub fn kprobe_drop_skb_1_reason_2(ctx: ProbeContext) -> u32 {
     let reason = kprobe_arg(&ctx, 2) as u32;
     handle(&ctx, kprobe_arg(&ctx, 1), kprobe_site(&ctx, Some(reason)))
 }
+crate::names::check_program!(kprobe_drop_skb_1_reason_2, names::KPROBE_DROP_SKB_1_REASON_2);
 
 /// Every function of a kprobe-multi link: its cookie says which argument
 /// is the skb, which the drop reason, and whether the skb is freed here.
@@ -119,6 +126,7 @@ pub fn kprobe_multi_skb(ctx: ProbeContext) -> u32 {
     };
     handle(&ctx, skb, site)
 }
+crate::names::check_program!(kprobe_multi_skb, names::KPROBE_MULTI_SKB);
 
 #[inline(always)]
 fn tp_site(reason: Option<u32>, location: u64) -> Site {
@@ -139,6 +147,10 @@ tracepoint_at!(tp_skb_0, 0);
 tracepoint_at!(tp_skb_1, 1);
 tracepoint_at!(tp_skb_2, 2);
 tracepoint_at!(tp_skb_3, 3);
+crate::names::check_program!(tp_skb_0, names::TP_SKB[0]);
+crate::names::check_program!(tp_skb_1, names::TP_SKB[1]);
+crate::names::check_program!(tp_skb_2, names::TP_SKB[2]);
+crate::names::check_program!(tp_skb_3, names::TP_SKB[3]);
 
 /// `skb:kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)`.
 #[raw_tracepoint]
@@ -147,6 +159,7 @@ pub fn tp_kfree_skb(ctx: RawTracePointContext) -> u32 {
     let location = ctx.arg::<u64>(1);
     handle(&ctx, ctx.arg::<u64>(0), tp_site(Some(reason), location))
 }
+crate::names::check_program!(tp_kfree_skb, names::TP_KFREE_SKB);
 
 /// Entry of `skb_clone`, `skb_copy`…: remembers a tracked skb being copied.
 #[kprobe]
@@ -157,6 +170,7 @@ pub fn kprobe_clone_entry(ctx: ProbeContext) -> u32 {
     }
     0
 }
+crate::names::check_program!(kprobe_clone_entry, names::KPROBE_CLONE_ENTRY);
 
 /// Return of `skb_clone`, `skb_copy`…: the copy of a tracked skb is tracked too.
 #[kretprobe]
@@ -171,3 +185,4 @@ pub fn kretprobe_clone_exit(ctx: RetProbeContext) -> u32 {
     }
     0
 }
+crate::names::check_program!(kretprobe_clone_exit, names::KRETPROBE_CLONE_EXIT);

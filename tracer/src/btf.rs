@@ -43,12 +43,22 @@ pub struct KernelBtf {
     by_name: OnceLock<HashMap<String, Vec<u32>>>,
 }
 
-/// A function or tracepoint that takes a `struct sk_buff *`.
+/// Which argument of a function or tracepoint is the skb: 0-based
+/// everywhere in skbtrace, printed 1-based as pwru prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SkbArg(pub u8);
+
+impl std::fmt::Display for SkbArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0 + 1)
+    }
+}
+
+/// A function that takes a `struct sk_buff *`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkbFunc {
     pub name: String,
-    /// 1-based argument position, as pwru prints it.
-    pub position: u8,
+    pub skb: SkbArg,
     /// Module name, or empty for vmlinux.
     pub module: String,
 }
@@ -178,9 +188,9 @@ impl KernelBtf {
     }
 
     /// Tracepoints whose arguments include a `struct sk_buff *`, from the
-    /// `btf_trace_<name>` typedefs; `position` is 0-based in the tracepoint's
-    /// own argument list.
-    pub fn skb_tracepoints(&self) -> Vec<(String, u8, u32)> {
+    /// `btf_trace_<name>` typedefs: name, where the skb is in the
+    /// tracepoint's own argument list, and the typedef's id.
+    pub fn skb_tracepoints(&self) -> Vec<(String, SkbArg, u32)> {
         let mut out = Vec::new();
         for td in self.vmlinux.types().filter(|t| t.kind() == KIND_TYPEDEF) {
             let Some(tp) = td.name().strip_prefix("btf_trace_") else { continue };
@@ -188,7 +198,7 @@ impl KernelBtf {
             let Some(proto) = ptr.referred().filter(|t| t.kind() == KIND_FUNC_PROTO) else { continue };
             // The first parameter is the tracepoint's `void *__data`.
             if let Some(pos) = proto.members().skip(1).position(|p| is_skb_ptr(p.ty())) {
-                out.push((tp.to_owned(), pos as u8, td.id));
+                out.push((tp.to_owned(), SkbArg(pos as u8), td.id));
             }
         }
         out
@@ -221,7 +231,7 @@ fn collect_skb_functions(btf: &Blob, module: &str, out: &mut Vec<SkbFunc>) {
     for func in btf.types().filter(|t| t.kind() == KIND_FUNC) {
         let Some(proto) = func.referred().filter(|t| t.kind() == KIND_FUNC_PROTO) else { continue };
         let Some(pos) = proto.members().take(5).position(|p| is_skb_ptr(p.ty())) else { continue };
-        out.push(SkbFunc { name: func.name().to_owned(), position: pos as u8 + 1, module: module.to_owned() });
+        out.push(SkbFunc { name: func.name().to_owned(), skb: SkbArg(pos as u8), module: module.to_owned() });
     }
 }
 
@@ -253,13 +263,13 @@ mod tests {
         let Some(k) = kernel() else { return };
         let funcs = k.skb_functions();
         assert!(funcs.len() > 500, "only {} skb functions", funcs.len());
-        let pos = |name: &str| funcs.iter().find(|f| f.name == name).map(|f| f.position);
+        let pos = |name: &str| funcs.iter().find(|f| f.name == name).map(|f| f.skb.0 + 1);
         assert_eq!(pos("ip_rcv"), Some(1));
         assert_eq!(pos("netif_receive_skb"), Some(1));
         assert_eq!(pos("__netif_receive_skb_core"), None, "takes struct sk_buff **, not *");
         // sk_skb_reason_drop(sk, skb, reason) on ≥ 6.11, kfree_skb_reason(skb, reason) before.
         assert!(pos("sk_skb_reason_drop") == Some(2) || pos("kfree_skb_reason") == Some(1));
-        assert!(funcs.iter().all(|f| (1..=5).contains(&f.position) && f.module.is_empty()));
+        assert!(funcs.iter().all(|f| (0..5).contains(&f.skb.0) && f.module.is_empty()));
     }
 
     #[test]
@@ -293,9 +303,9 @@ mod tests {
         let Some(k) = kernel() else { return };
         let tps = k.skb_tracepoints();
         let pos = |name: &str| tps.iter().find(|t| t.0 == name).map(|t| t.1);
-        assert_eq!(pos("kfree_skb"), Some(0));
-        assert_eq!(pos("netif_receive_skb"), Some(0));
-        assert_eq!(pos("net_dev_xmit"), Some(0));
+        assert_eq!(pos("kfree_skb"), Some(SkbArg(0)));
+        assert_eq!(pos("netif_receive_skb"), Some(SkbArg(0)));
+        assert_eq!(pos("net_dev_xmit"), Some(SkbArg(0)));
         assert!(pos("tcp_receive_reset").is_none(), "tcp_receive_reset takes a sock, not an skb");
     }
 }

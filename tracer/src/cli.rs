@@ -1,5 +1,5 @@
 //! Command-line flags (pwru's names where pwru has the flag), parsed by clap
-//! and then validated into a [`Config`](crate::config::RunConfig).
+//! and then validated into a [`Config`](crate::config::Config).
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ pub enum Backend {
     Auto,
     /// One kprobe per function.
     Kprobe,
-    /// One kprobe-multi link per skb argument position (Linux ≥ 5.18).
+    /// One kprobe-multi link for every function, each told where its skb is (Linux ≥ 5.18).
     KprobeMulti,
     /// The kernel's networking tracepoints; works without kprobes.
     Tracepoint,
@@ -104,6 +104,9 @@ pub struct Args {
     /// Create PATH once every probe is attached.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Write the run summary (events, lost, drops by reason, attach and detach) to PATH as JSON at exit.
+    #[arg(long, value_name = "PATH")]
+    pub summary_file: Option<PathBuf>,
     /// List the functions that could not be attached.
     #[arg(short, long)]
     pub verbose: bool,

@@ -1,16 +1,23 @@
-//! Second stage of argument handling: flags checked and turned into what the
-//! run needs. Every bad input is found here, before anything is attached.
+//! Second stage of argument handling: [`Args`] checked and turned into one
+//! [`Config`] that holds everything a run needs. Every bad input is found
+//! here, before anything is loaded or attached (exit 2); nothing past this
+//! module reads `Args`.
 
-use std::{os::unix::fs::MetadataExt as _, path::Path};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use regex::Regex;
 use tracer_common::{
-    Config,
     config::{CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB},
-    limits::SNAPLEN_MAX,
+    limits::{CLONING_ENTRIES, SNAPLEN_MAX, STACK_ENTRIES},
 };
 
-use crate::cli::Args;
+use crate::{
+    cli::{Args, Backend, Timestamp},
+    filter,
+};
 
 /// Bad input: exit 2.
 #[derive(Debug)]
@@ -28,15 +35,103 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
-pub struct RunConfig {
-    pub expression: Option<String>,
-    pub filter_func: Option<Regex>,
-    /// Everything but offsets, which come from BTF.
-    pub kernel: Config,
+/// What a run does.
+pub enum Task {
+    /// Print the functions (or tracepoints) that would be traced.
+    ListFuncs,
+    /// Trace until the end condition.
+    Trace,
 }
 
-impl RunConfig {
-    pub fn from_args(args: &Args) -> anyhow::Result<Self> {
+/// Everything a run needs, validated.
+pub struct Config {
+    pub task: Task,
+    pub probes: ProbeSpec,
+    /// The in-kernel filters and what each event records; offsets, which
+    /// come from BTF, and the ring's wake-up mark are filled in at load.
+    pub kernel: tracer_common::Config,
+    pub filter: Filter,
+    pub maps: MapSizes,
+    pub output: OutputSpec,
+    pub end: EndSpec,
+    /// Created once every probe is attached.
+    pub ready_file: Option<PathBuf>,
+    /// The run summary is written here at exit.
+    pub summary_file: Option<PathBuf>,
+    /// List what could not be attached.
+    pub verbose: bool,
+    /// Show the eBPF programs' own diagnostics.
+    pub debug: bool,
+}
+
+/// What to attach.
+pub struct ProbeSpec {
+    pub backend: Backend,
+    /// Whole-name match on functions or tracepoints.
+    pub filter_func: Option<Regex>,
+    pub kmods: Kmods,
+    /// Follow copies of tracked skbs (`--filter-track-skb`, kprobes).
+    pub track_clones: bool,
+}
+
+/// Kernel modules whose functions are traced too.
+pub enum Kmods {
+    Named(Vec<String>),
+    /// Every module that has BTF.
+    All,
+}
+
+/// The pcap expression, compiled for both kinds of capture.
+pub struct Filter {
+    pub expression: Option<String>,
+    /// For packets whose bytes start at the MAC header.
+    pub l2: filter::Compiled,
+    /// For packets whose bytes start at the network header.
+    pub l3: filter::Compiled,
+}
+
+/// Map sizes chosen on the command line.
+pub struct MapSizes {
+    pub ring_bytes: u32,
+    pub track_entries: u32,
+    pub cloning_entries: u32,
+    pub stack_entries: u32,
+}
+
+/// How events are printed and kept.
+pub struct OutputSpec {
+    pub format: Format,
+    /// Text or JSON goes here instead of standard output.
+    pub file: Option<PathBuf>,
+    /// pcap-ng to this file, or to standard output for `-`.
+    pub pcap: Option<PathBuf>,
+    pub timestamp: Timestamp,
+    /// Resolve kernel stacks (`--output-stack`).
+    pub stack: bool,
+    pub snaplen: u32,
+}
+
+impl OutputSpec {
+    /// Whether pcap-ng owns standard output.
+    pub fn pcap_to_stdout(&self) -> bool {
+        self.pcap.as_deref().is_some_and(|p| p.as_os_str() == "-")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// When the event loop ends, besides SIGINT and SIGTERM.
+pub struct EndSpec {
+    /// After this many events.
+    pub limit: Option<u64>,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> anyhow::Result<Self> {
         let expression = (!args.expression.is_empty()).then(|| args.expression.join(" "));
         let filter_func = args
             .filter_func
@@ -52,45 +147,99 @@ impl RunConfig {
         if !args.ring_size.is_power_of_two() || args.ring_size < 4 {
             return Err(usage(format!("--ring-size {} must be a power of two KiB, at least 4", args.ring_size)));
         }
-        let mut kernel = Config::zeroed();
-        kernel.snaplen = args.snaplen;
-        if expression.is_some() {
-            kernel.flags |= CFG_PCAP;
-        }
-        if args.filter_track_skb {
-            kernel.flags |= CFG_TRACK_SKB;
-        }
-        if args.output_stack {
-            kernel.flags |= CFG_STACK;
-        }
-        if args.output_caller {
-            kernel.flags |= CFG_CALLER;
-        }
-        if let Some(mark) = &args.filter_mark {
-            let (value, mask) = parse_mark(mark)?;
-            kernel.flags |= CFG_MARK;
-            kernel.mark = value & mask;
-            kernel.mark_mask = mask;
-        }
-        if let Some(pid) = args.filter_pid {
-            kernel.flags |= CFG_PID;
-            kernel.pid = pid;
-        }
-        let netns_path = match &args.filter_netns {
-            Some(spec) => {
-                let (inode, path) = parse_netns(spec)?;
-                kernel.flags |= CFG_NETNS;
-                kernel.netns = inode;
-                path
-            }
-            None => None,
+        let kernel = kernel_config(&args, expression.is_some())?;
+        let filter = compile_filter(expression)?;
+        let track = args.filter_track_skb;
+        // Maps of options not asked for get one entry: the kernel allocates
+        // hash and stack maps whole at creation (16k stacks are 17 MB).
+        let maps = MapSizes {
+            ring_bytes: args.ring_size * 1024,
+            track_entries: if track { args.track_entries } else { 1 },
+            cloning_entries: if track { CLONING_ENTRIES } else { 1 },
+            stack_entries: if args.output_stack { STACK_ENTRIES } else { 1 },
         };
-        if let Some(name) = &args.filter_ifname {
-            kernel.flags |= CFG_IFINDEX;
-            kernel.ifindex = ifindex_in(name, netns_path.as_deref())?;
-        }
-        Ok(Self { expression, filter_func, kernel })
+        let output = OutputSpec {
+            format: if args.output_json { Format::Json } else { Format::Text },
+            file: args.output_file,
+            pcap: args.output_pcap,
+            timestamp: args.timestamp,
+            stack: args.output_stack,
+            snaplen: args.snaplen,
+        };
+        Ok(Self {
+            task: if args.list_funcs { Task::ListFuncs } else { Task::Trace },
+            probes: ProbeSpec {
+                backend: args.backend,
+                filter_func,
+                kmods: if args.all_kmods { Kmods::All } else { Kmods::Named(args.kmods) },
+                track_clones: track,
+            },
+            kernel,
+            filter,
+            maps,
+            output,
+            end: EndSpec { limit: args.output_limit_lines },
+            ready_file: args.ready_file,
+            summary_file: args.summary_file,
+            verbose: args.verbose,
+            debug: args.debug,
+        })
     }
+}
+
+/// The in-kernel filters and recording options.
+fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Config> {
+    let mut kernel = tracer_common::Config::zeroed();
+    kernel.snaplen = args.snaplen;
+    for (on, flag) in [
+        (pcap, CFG_PCAP),
+        (args.filter_track_skb, CFG_TRACK_SKB),
+        (args.output_stack, CFG_STACK),
+        (args.output_caller, CFG_CALLER),
+    ] {
+        if on {
+            kernel.flags |= flag;
+        }
+    }
+    if let Some(mark) = &args.filter_mark {
+        let (value, mask) = parse_mark(mark)?;
+        kernel.flags |= CFG_MARK;
+        kernel.mark = value & mask;
+        kernel.mark_mask = mask;
+    }
+    if let Some(pid) = args.filter_pid {
+        kernel.flags |= CFG_PID;
+        kernel.pid = pid;
+    }
+    let netns_path = match &args.filter_netns {
+        Some(spec) => {
+            let (inode, path) = parse_netns(spec)?;
+            kernel.flags |= CFG_NETNS;
+            kernel.netns = inode;
+            path
+        }
+        None => None,
+    };
+    if let Some(name) = &args.filter_ifname {
+        kernel.flags |= CFG_IFINDEX;
+        kernel.ifindex = ifindex_in(name, netns_path.as_deref())?;
+    }
+    Ok(kernel)
+}
+
+fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
+    let Some(expr) = expression else {
+        let all = filter::Compiled { insns: filter::match_all(), reads: 0 };
+        return Ok(Filter { expression: None, l2: all.clone(), l3: all });
+    };
+    // The filter may read the event's whole packet buffer; how much of it is
+    // valid (what the kernel copied) is passed at run time.
+    let (l2, l3) = filter::compile_pair(&expr, SNAPLEN_MAX as u32).map_err(|e| {
+        let shown: String = expr.chars().take(120).collect();
+        let more = if shown.len() < expr.len() { "…" } else { "" };
+        usage(format!("{e}\n  in expression: {shown}{more}"))
+    })?;
+    Ok(Filter { expression: Some(expr), l2, l3 })
 }
 
 fn parse_u32(s: &str) -> Option<u32> {

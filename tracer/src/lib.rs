@@ -8,7 +8,7 @@
 //! - `loader`, `sys`, `probes`: the eBPF object linked, loaded and attached.
 //! - `collect`: the ring buffer drained into events, until a stop.
 //! - `resolve`, `packet`: events given names (function, drop reason, process, stack) and tuples.
-//! - `output`: the consumers (text, JSON, pcap-ng, summary).
+//! - `output`: the consumers (text, JSON, pcap-ng, summary), and `summary`: what a run saw.
 
 /// One `skbtrace: …` line on stderr. Unlike `eprintln!`, a closed stderr
 /// (`skbtrace 2>&1 | head`) drops the line instead of panicking.
@@ -35,4 +35,5 @@ pub mod probes;
 pub mod resolve;
 pub mod run;
 pub mod stop;
+pub mod summary;
 pub mod sys;

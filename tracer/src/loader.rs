@@ -16,41 +16,22 @@ use aya::maps::MapData;
 use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_insn};
 use tracer_common::{
     Config,
-    limits::{CLONING_ENTRIES, FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL, STACK_ENTRIES},
+    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL},
+    names,
 };
 
-use crate::{filter::Insn, sys};
+use crate::{config::MapSizes, filter::Insn, sys};
 
 /// The eBPF object built by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-/// Map sizes chosen on the command line.
-pub struct MapSizes {
-    pub ring_bytes: u32,
-    pub track_entries: u32,
-    pub cloning_entries: u32,
-    pub stack_entries: u32,
-}
-
 impl MapSizes {
-    /// Maps of options not asked for get one entry: the kernel allocates
-    /// hash and stack maps whole at creation (16k stacks are 17 MB).
-    pub fn for_args(args: &crate::cli::Args) -> Self {
-        let track = args.filter_track_skb;
-        Self {
-            ring_bytes: args.ring_size * 1024,
-            track_entries: if track { args.track_entries } else { 1 },
-            cloning_entries: if track { CLONING_ENTRIES } else { 1 },
-            stack_entries: if args.output_stack { STACK_ENTRIES } else { 1 },
-        }
-    }
-
     fn max_entries(&self, map: &str) -> Option<u32> {
         match map {
-            "EVENTS" => Some(self.ring_bytes),
-            "TRACKED" => Some(self.track_entries),
-            "CLONING" => Some(self.cloning_entries),
-            "STACKS" => Some(self.stack_entries),
+            names::MAP_EVENTS => Some(self.ring_bytes),
+            names::MAP_TRACKED => Some(self.track_entries),
+            names::MAP_CLONING => Some(self.cloning_entries),
+            names::MAP_STACKS => Some(self.stack_entries),
             _ => None,
         }
     }
@@ -110,7 +91,7 @@ impl Loader {
         let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
         log::debug!("object parsed in {:?}", started.elapsed());
-        obj.patch_map_data(HashMap::from([("CONFIG", aya_obj_global(config))]))
+        obj.patch_map_data(HashMap::from([(names::GLOBAL_CONFIG, aya_obj_global(config))]))
             .context("writing the configuration into the eBPF object")?;
         replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;
         replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(l3))?;

@@ -1,11 +1,13 @@
-//! The `skbtrace` binary: parse, run, map the outcome to an exit code.
+//! The `skbtrace` binary: parse, validate, run, and map the outcome to an
+//! exit code.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use tracer::{cli::Args, config::Config};
 
 fn main() -> ExitCode {
-    let args = match tracer::cli::Args::try_parse() {
+    let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
@@ -18,13 +20,12 @@ fn main() -> ExitCode {
     logger.filter_level(log::LevelFilter::Warn).format_timestamp(None);
     if args.debug {
         logger.filter_module("tracer", log::LevelFilter::Debug);
-        logger.filter_module("skbtrace", log::LevelFilter::Debug);
         logger.filter_module("tracer_ebpf", log::LevelFilter::Debug);
     }
     logger.init();
 
-    match tracer::run::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    match Config::from_args(args).and_then(tracer::run::run) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             tracer::note!("{e:#}");

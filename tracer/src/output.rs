@@ -1,153 +1,187 @@
-//! Printers. Each gets an event with its names already resolved and writes
-//! to any `io::Write`; none of them touches the kernel.
+//! Consumers of resolved events. Each gets a [`TraceEvent`] with its names
+//! already resolved and never touches the kernel; printers write to any
+//! `io::Write`. At the end each gets the [`RunSummary`].
 
 mod fields;
 pub mod json;
 pub mod pcapng;
 pub mod text;
 
-use std::io;
+use std::{
+    fs::File,
+    io::{self, IsTerminal as _},
+    path::Path,
+};
 
-use tracer_common::Event;
+use crate::{
+    config::{Format, OutputSpec, usage},
+    resolve::{Time, TraceEvent},
+    summary::RunSummary,
+};
 
-use crate::decode::Tuple;
-
-/// One event, resolved.
-pub struct Record<'a> {
-    pub ev: &'a Event,
-    /// Function or tracepoint name.
-    pub func: &'a str,
-    /// Drop reason name, for drop points.
-    pub reason: Option<&'a str>,
-    /// Drop location (tracepoints) or caller (`--output-caller`), as `sym+0xoff`.
-    pub location: Option<&'a str>,
-    /// `exe:pid`.
-    pub process: &'a str,
-    pub ifname: &'a str,
-    pub tuple: &'a Tuple,
-    /// Kernel stack, innermost first (`--output-stack`).
-    pub stack: &'a [String],
-    /// The TIMESTAMP column's value, when one was asked for.
-    pub timestamp: Option<&'a str>,
+/// What every consumer of events does.
+pub trait Consumer {
+    /// Before the first event (a header).
+    fn start(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn event(&mut self, e: &TraceEvent) -> io::Result<()>;
+    /// After each batch of events: what is buffered goes out.
+    fn flush(&mut self) -> io::Result<()>;
+    /// At the end, once everything is detached.
+    fn finish(&mut self, _summary: &RunSummary) -> io::Result<()> {
+        self.flush()
+    }
 }
 
-/// What every output format does.
-pub trait Printer {
-    fn header(&mut self) -> io::Result<()>;
-    fn record(&mut self, rec: &Record<'_>) -> io::Result<()>;
-    /// End-of-run summary: events printed and lost.
-    fn summary(&mut self, printed: u64, lost: u64) -> io::Result<()>;
-    fn flush(&mut self) -> io::Result<()>;
+/// Every consumer of a run, fed in order.
+#[derive(Default)]
+pub struct Consumers(Vec<Box<dyn Consumer>>);
+
+impl Consumers {
+    pub fn push(&mut self, c: Box<dyn Consumer>) {
+        self.0.push(c);
+    }
+
+    pub fn start(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|c| c.start())
+    }
+
+    #[inline]
+    pub fn event(&mut self, e: &TraceEvent) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|c| c.event(e))
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|c| c.flush())
+    }
+
+    pub fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|c| c.finish(summary))
+    }
+}
+
+/// Opens every output before anything is attached, so a bad path is
+/// reported (exit 2) with nothing to undo. `boot_offset_ns` turns kernel
+/// time into wall time for pcap-ng.
+pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128) -> anyhow::Result<Consumers> {
+    let open_file = |path: &Path, what: &str| -> anyhow::Result<File> {
+        File::create(path).map_err(|e| usage(format!("cannot write {what} {}: {e}", path.display())))
+    };
+    let mut consumers = Consumers::default();
+    let text_out: Option<Box<dyn io::Write>> = match &spec.file {
+        Some(path) => Some(Box::new(io::BufWriter::with_capacity(1 << 16, open_file(path, "--output-file")?))),
+        // pcap-ng owns standard output when it is written there.
+        None if spec.pcap_to_stdout() => None,
+        None if io::stdout().is_terminal() => Some(Box::new(io::LineWriter::new(io::stdout()))),
+        None => Some(Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout()))),
+    };
+    if let Some(out) = text_out {
+        consumers.push(match spec.format {
+            Format::Json => Box::new(json::JsonPrinter::new(out)),
+            Format::Text => Box::new(text::TextPrinter::new(out, spec.timestamp != crate::cli::Timestamp::None)),
+        });
+    }
+    if let Some(path) = &spec.pcap {
+        let out: Box<dyn io::Write> = if spec.pcap_to_stdout() {
+            Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout()))
+        } else {
+            Box::new(io::BufWriter::with_capacity(1 << 16, open_file(path, "--output-pcap")?))
+        };
+        let writer = pcapng::PcapngWriter::new(out, spec.snaplen)?;
+        consumers.push(Box::new(pcapng::PcapConsumer::new(writer, boot_offset_ns)));
+    }
+    if let Some(path) = summary_file {
+        consumers.push(Box::new(SummaryFile(Some(open_file(path, "--summary-file")?))));
+    }
+    consumers.push(Box::new(SummaryNote));
+    Ok(consumers)
+}
+
+/// `--summary-file`: the summary's JSON line, written at the end.
+struct SummaryFile(Option<File>);
+
+impl Consumer for SummaryFile {
+    fn event(&mut self, _: &TraceEvent) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
+        use io::Write as _;
+        match self.0.take() {
+            Some(mut f) => f.write_all(summary.to_json_line().as_bytes()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The summary in a few words on stderr.
+struct SummaryNote;
+
+impl Consumer for SummaryNote {
+    fn event(&mut self, _: &TraceEvent) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
+        for line in summary.note_lines() {
+            crate::note!("{line}");
+        }
+        Ok(())
+    }
 }
 
 /// Appends the FUNC column as pwru writes it:
-/// `kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)`.
-pub fn push_func_column(out: &mut String, rec: &Record<'_>) {
-    out.push_str(rec.func);
-    if let Some(reason) = rec.reason {
+/// `kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)`, then the location.
+pub fn push_func_column(out: &mut String, e: &TraceEvent) {
+    out.push_str(&e.func);
+    if let Some(d) = &e.drop {
         out.push('(');
-        out.push_str(reason);
+        out.push_str(&d.name);
         out.push(')');
     }
-    if let Some(loc) = rec.location {
+    if let Some(loc) = e.location() {
         out.push(' ');
         out.push_str(loc);
     }
 }
 
-/// Where a run's output goes: the text or JSON printer, and pcap-ng.
-pub struct Sinks {
-    printer: Option<Box<dyn Printer>>,
-    pcap: Option<pcapng::PcapngWriter<Box<dyn io::Write>>>,
-}
-
-impl Sinks {
-    /// Opens every output before anything is attached, so a bad path is
-    /// reported (exit 2) with nothing to undo.
-    pub fn open(args: &crate::cli::Args) -> anyhow::Result<Self> {
-        use std::io::IsTerminal as _;
-        let open_file = |path: &std::path::Path, what: &str| -> anyhow::Result<std::fs::File> {
-            std::fs::File::create(path)
-                .map_err(|e| crate::config::usage(format!("cannot write {what} {}: {e}", path.display())))
-        };
-        let pcap_to_stdout = args.output_pcap.as_deref().is_some_and(|p| p.as_os_str() == "-");
-        let pcap = match &args.output_pcap {
-            None => None,
-            Some(path) => {
-                let out: Box<dyn io::Write> = if pcap_to_stdout {
-                    Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout()))
-                } else {
-                    Box::new(io::BufWriter::with_capacity(1 << 16, open_file(path, "--output-pcap")?))
-                };
-                Some(pcapng::PcapngWriter::new(out, args.snaplen)?)
-            }
-        };
-        let text_out: Option<Box<dyn io::Write>> = match &args.output_file {
-            Some(path) => Some(Box::new(io::BufWriter::with_capacity(1 << 16, open_file(path, "--output-file")?))),
-            // pcap-ng owns standard output when it is written there.
-            None if pcap_to_stdout => None,
-            None if io::stdout().is_terminal() => Some(Box::new(io::LineWriter::new(io::stdout()))),
-            None => Some(Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout()))),
-        };
-        let printer: Option<Box<dyn Printer>> = text_out.map(|out| -> Box<dyn Printer> {
-            if args.output_json {
-                Box::new(json::JsonPrinter::new(out))
-            } else {
-                Box::new(text::TextPrinter::new(out, args.timestamp != crate::cli::Timestamp::None))
-            }
-        });
-        Ok(Self { printer, pcap })
-    }
-
-    pub fn header(&mut self) -> io::Result<()> {
-        match &mut self.printer {
-            Some(p) => p.header(),
-            None => Ok(()),
+/// Appends a timestamp as the TIME column and the JSON `timestamp` show it.
+pub fn push_time(out: &mut String, t: Time) {
+    match t {
+        Time::Kernel(ns) | Time::Delta(ns) => fields::push_num(out, ns),
+        Time::Wall(ns) => {
+            use std::fmt::Write as _;
+            let secs = ns.div_euclid(1_000_000_000);
+            let nanos = ns.rem_euclid(1_000_000_000);
+            let day = secs.rem_euclid(86_400);
+            let _ = write!(out, "{:02}:{:02}:{:02}.{:09}", day / 3600, day / 60 % 60, day % 60, nanos);
         }
-    }
-
-    pub fn record(&mut self, rec: &Record<'_>, boot_offset_ns: i128) -> io::Result<()> {
-        if let Some(p) = &mut self.printer {
-            p.record(rec)?;
-        }
-        if let Some(pcap) = &mut self.pcap {
-            let comment = pcap_comment(rec);
-            pcap.write_event(rec.ev, boot_offset_ns as u64, &comment)?;
-        }
-        Ok(())
-    }
-
-    pub fn summary(&mut self, printed: u64, lost: u64) -> io::Result<()> {
-        match &mut self.printer {
-            Some(p) => p.summary(printed, lost),
-            None => Ok(()),
-        }
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        if let Some(p) = &mut self.printer {
-            p.flush()?;
-        }
-        if let Some(pcap) = &mut self.pcap {
-            pcap.flush()?;
-        }
-        Ok(())
     }
 }
 
 /// `kfree_skb_reason SKB_DROP_REASON_NO_SOCKET netns=4026531840 if=eth0 skb=0xffff…`
-pub fn pcap_comment(rec: &Record<'_>) -> String {
-    let mut s = String::from(rec.func);
-    if let Some(r) = rec.reason {
+pub fn pcap_comment(e: &TraceEvent) -> String {
+    let mut s = String::with_capacity(128);
+    s.push_str(&e.func);
+    if let Some(d) = &e.drop {
         s.push(' ');
-        s.push_str(r);
+        s.push_str(&d.name);
     }
-    if let Some(l) = rec.location {
+    if let Some(l) = e.location() {
         s.push(' ');
         s.push_str(l);
     }
     use std::fmt::Write as _;
-    let _ = write!(s, " netns={} if={} skb={:#x}", rec.ev.netns, rec.ifname, rec.ev.skb);
+    let _ = write!(s, " netns={} if={} skb={:#x}", e.raw.netns, e.ifname(), e.raw.skb);
     s
 }
 
@@ -159,8 +193,14 @@ mod tests {
         event::{Capture, FLAG_HAS_REASON},
     };
 
-    use super::{Printer, Record, json::JsonPrinter, text::TextPrinter};
-    use crate::decode;
+    use std::sync::Arc;
+
+    use super::{Consumer, json::JsonPrinter, text::TextPrinter};
+    use crate::{
+        decode,
+        resolve::{Dropped, TraceEvent},
+        summary::RunSummary,
+    };
 
     fn drop_event() -> Event {
         let mut ev = Event::zeroed();
@@ -171,6 +211,7 @@ mod tests {
         ev.ifindex = 1;
         ev.len = 11;
         ev.mtu = 65536;
+        ev.ifname[..2].copy_from_slice(b"lo");
         ev.protocol = 0x0800u16.to_be();
         ev.flags = FLAG_HAS_REASON;
         ev.reason = 3;
@@ -186,28 +227,30 @@ mod tests {
         ev
     }
 
-    fn record<'a>(ev: &'a Event, tuple: &'a decode::Tuple) -> Record<'a> {
-        Record {
-            ev,
-            func: "kfree_skb",
-            reason: Some("SKB_DROP_REASON_NO_SOCKET"),
-            location: Some("__udp4_lib_rcv+0x4bc"),
-            process: "/usr/bin/bash:20740",
-            ifname: "lo",
-            tuple,
-            stack: &[],
-            timestamp: None,
+    /// The event as the resolver makes it.
+    pub fn resolved(raw: Event) -> TraceEvent {
+        TraceEvent {
+            raw,
+            func: "kfree_skb".into(),
+            drop: Some(Dropped {
+                code: raw.reason,
+                name: "SKB_DROP_REASON_NO_SOCKET".into(),
+                location: Some("__udp4_lib_rcv+0x4bc".into()),
+            }),
+            caller: None,
+            process: "/usr/bin/bash:20740".into(),
+            tuple: decode::tuple(raw.capture(), raw.packet()),
+            stack: Vec::new(),
+            time: None,
         }
     }
 
     #[test]
     fn text_line_has_pwru_columns() {
-        let ev = drop_event();
-        let tuple = decode::tuple(ev.capture(), ev.packet());
         let mut out = Vec::new();
         let mut p = TextPrinter::new(&mut out, false);
-        p.header().unwrap();
-        p.record(&record(&ev, &tuple)).unwrap();
+        p.start().unwrap();
+        p.event(&resolved(drop_event())).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("SKB                CPU PROCESS"), "{}", lines[0]);
@@ -234,12 +277,10 @@ mod tests {
 
     #[test]
     fn json_line_has_every_field() {
-        let ev = drop_event();
-        let tuple = decode::tuple(ev.capture(), ev.packet());
         let mut out = Vec::new();
         let mut p = JsonPrinter::new(&mut out);
-        p.record(&record(&ev, &tuple)).unwrap();
-        p.summary(1, 0).unwrap();
+        p.event(&resolved(drop_event())).unwrap();
+        p.finish(&RunSummary { events: 1, ..RunSummary::default() }).unwrap();
         drop(p);
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
@@ -258,18 +299,18 @@ mod tests {
     fn json_strings_are_escaped_and_every_key_is_there() {
         let mut ev = drop_event();
         ev.flags |= tracer_common::event::FLAG_TRACKED;
-        let tuple = decode::tuple(ev.capture(), ev.packet());
-        let stack = ["ip_rcv+0x10".to_owned(), "odd \"frame\"\\\n".to_owned()];
-        let mut rec = record(&ev, &tuple);
-        rec.process = "a \"quoted\" exe\\path:1";
-        rec.stack = &stack;
-        rec.reason = None;
+        let stack = ["ip_rcv+0x10", "odd \"frame\"\\\n"];
+        let mut e = resolved(ev);
+        e.process = "a \"quoted\" exe\\path:1".into();
+        e.stack = stack.iter().map(|f| Arc::from(*f)).collect();
+        e.caller = e.drop.take().and_then(|d| d.location);
         let mut out = Vec::new();
-        JsonPrinter::new(&mut out).record(&rec).unwrap();
+        JsonPrinter::new(&mut out).event(&e).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["process"], rec.process);
+        assert_eq!(v["process"], *e.process);
         assert_eq!(v["stack"], serde_json::json!(stack));
         assert_eq!(v["tracked"], true);
+        assert_eq!(v["freed"], false);
         assert_eq!(v["drop_reason"], "");
         assert_eq!(v["drop_reason_code"], 0);
         assert_eq!(v["func_column"], "kfree_skb __udp4_lib_rcv+0x4bc");
@@ -296,6 +337,7 @@ mod tests {
             "ktime_ns",
             "timestamp",
             "tracked",
+            "freed",
             "capture",
             "cap_len",
             "stack",
@@ -306,39 +348,5 @@ mod tests {
         assert_eq!(tuple_keys, ["daddr", "dport", "proto", "saddr", "sport", "tcp_flags"]);
         assert_eq!(v["tuple"]["saddr"], "127.0.0.1");
         assert_eq!(v["tuple"]["proto"], "udp");
-    }
-
-    /// Decode + format throughput on one core, printed for `cargo xtask bench`.
-    #[test]
-    #[ignore = "benchmark: run by cargo xtask bench"]
-    fn bench_decode_and_format() {
-        // Fewer under callgrind, whose instruction counts are steadier than time here.
-        let n: u32 = std::env::var("BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000_000);
-        let ev = drop_event();
-        let started = std::time::Instant::now();
-        let mut ports = 0u64;
-        for _ in 0..n {
-            ports += u64::from(std::hint::black_box(decode::tuple(ev.capture(), ev.packet())).dport);
-        }
-        let rate = f64::from(n) / started.elapsed().as_secs_f64();
-        println!("BENCH decode {rate:.0} events/s ({ports})");
-        for json in [false, true] {
-            let mut sink = std::io::BufWriter::new(std::io::sink());
-            let started = std::time::Instant::now();
-            {
-                let mut p: Box<dyn Printer> = if json {
-                    Box::new(JsonPrinter::new(&mut sink))
-                } else {
-                    Box::new(TextPrinter::new(&mut sink, false))
-                };
-                for _ in 0..n {
-                    let tuple = decode::tuple(ev.capture(), ev.packet());
-                    p.record(&record(&ev, &tuple)).unwrap();
-                }
-                p.flush().unwrap();
-            }
-            let rate = f64::from(n) / started.elapsed().as_secs_f64();
-            println!("BENCH format {} {:.0} events/s", if json { "json" } else { "text" }, rate);
-        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod kprobe;
 pub mod kprobe_multi;
+pub mod plan;
 pub mod tracepoint;
 
 use std::{
@@ -14,6 +15,8 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
+
+use tracer_common::names;
 
 use crate::stop::Stop;
 
@@ -32,27 +35,37 @@ pub struct Attached {
     pub programs: Vec<OwnedFd>,
     /// Indexed by probe id (tracepoints); kprobe events are named by address.
     pub probes: Vec<Probe>,
-    pub attached: usize,
+    /// Targets attached.
+    pub count: usize,
     /// Targets that failed, with why.
     pub skipped: Vec<(String, String)>,
+    /// The backend that attached them.
+    pub backend: &'static str,
 }
 
 impl Attached {
     pub fn summary(&self) -> String {
-        format!("attached {}, skipped {}", self.attached, self.skipped.len())
+        format!("attached {}, skipped {}", self.count, self.skipped.len())
     }
-}
 
-impl Drop for Attached {
-    fn drop(&mut self) {
+    /// Detaches everything now; returns how many links were closed.
+    pub fn detach(&mut self) -> usize {
         // Links go first, then programs.
         let links = std::mem::take(&mut self.links);
+        let closed = links.len();
         if links.len() < 64 {
             drop(links);
         } else {
             detach_many(links);
         }
         self.programs.clear();
+        closed
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 
@@ -190,9 +203,18 @@ pub fn kprobes_available() -> bool {
     Path::new(kprobe::PMU_TYPE_PATH).exists()
 }
 
-/// Drop functions whose reason we decode: (name, program).
-pub const DROP_FUNCTIONS: [(&str, &str); 2] =
-    [("kfree_skb_reason", "kprobe_drop_skb_1_reason_2"), ("sk_skb_reason_drop", "kprobe_drop_skb_2_reason_3")];
+/// Drop functions whose reason we decode: (name, program). The skb is freed
+/// there too.
+pub const DROP_FUNCTIONS: [(&str, &str); 2] = [
+    ("kfree_skb_reason", names::KPROBE_DROP_SKB_0_REASON_1),
+    ("sk_skb_reason_drop", names::KPROBE_DROP_SKB_1_REASON_2),
+];
 
-/// Functions where an skb's life ends; `--filter-track-skb` forgets it there.
+/// Functions where an skb's life ends besides the drop functions: events
+/// there carry `FLAG_FREED`, and `--filter-track-skb` forgets the skb.
 pub const FREE_FUNCTIONS: [&str; 1] = ["kfree_skbmem"];
+
+/// Whether the skb's life ends in function `name`.
+pub fn frees(name: &str) -> bool {
+    FREE_FUNCTIONS.contains(&name) || DROP_FUNCTIONS.iter().any(|(drop, _)| *drop == name)
+}

@@ -1,17 +1,97 @@
-//! Turns an event's numbers into names: function, drop reason, process,
-//! stack. Printers get these already resolved and never touch the kernel.
+//! Turns a wire [`Event`] into a [`TraceEvent`]: function, drop reason and
+//! location, process, kernel stack, tuple and time, with every name taken
+//! from a cache (`Arc<str>`), so that resolving allocates nothing per event
+//! once the names are known. Consumers get these and never touch the kernel.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
-use tracer_common::{Event, event::FLAG_HAS_REASON};
+use aya::maps::{MapData, StackTraceMap};
+use tracer_common::{
+    Event,
+    event::{FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
+};
 
-use crate::{ksym::Kallsyms, probes::Probe};
+use crate::{
+    cli::Timestamp,
+    decode::{self, Tuple},
+    ksym::Kallsyms,
+    probes::Probe,
+};
+
+/// One event, resolved: what every consumer reads.
+#[derive(Clone, Debug)]
+pub struct TraceEvent {
+    /// The event as the kernel sent it: numbers and packet bytes.
+    pub raw: Event,
+    /// The kernel function (kprobes) or tracepoint.
+    pub func: Arc<str>,
+    /// Set where the skb was dropped with a reason.
+    pub drop: Option<Dropped>,
+    /// The caller of the traced function (`--output-caller`), when it is not
+    /// a drop's location.
+    pub caller: Option<Arc<str>>,
+    /// `exe:pid`, comm when the process is gone.
+    pub process: Arc<str>,
+    pub tuple: Tuple,
+    /// Kernel stack, innermost first (`--output-stack`).
+    pub stack: Vec<Arc<str>>,
+    /// The `--timestamp` value, when one was asked for.
+    pub time: Option<Time>,
+}
+
+/// A drop: the kernel's reason and where it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub code: u32,
+    /// `SKB_DROP_REASON_*` by the kernel's own name, or the number as text
+    /// when this kernel does not name it.
+    pub name: Arc<str>,
+    /// `symbol+0xoff`: the tracepoint's location, or the caller of the drop
+    /// function (kprobes, `--output-caller`).
+    pub location: Option<Arc<str>>,
+}
+
+/// A timestamp, formatted by each printer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Time {
+    /// Kernel monotonic time, ns.
+    Kernel(u64),
+    /// ns since the previous event.
+    Delta(u64),
+    /// Wall-clock time, ns since the Unix epoch.
+    Wall(i128),
+}
+
+impl TraceEvent {
+    /// The skb's life ends here (a drop or a free): its address may be
+    /// reused by the next skb.
+    pub fn freed(&self) -> bool {
+        self.raw.flags & FLAG_FREED != 0
+    }
+
+    /// Passed only because `--filter-track-skb` already knew the skb.
+    pub fn tracked(&self) -> bool {
+        self.raw.flags & FLAG_TRACKED != 0
+    }
+
+    pub fn ifname(&self) -> &str {
+        c_str(&self.raw.ifname)
+    }
+
+    /// The drop's location, else the caller.
+    pub fn location(&self) -> Option<&str> {
+        match &self.drop {
+            Some(d) => d.location.as_deref(),
+            None => self.caller.as_deref(),
+        }
+    }
+}
 
 /// Drop reasons from the kernel's `enum skb_drop_reason`, and subsystem
 /// reasons where the kernel has `enum skb_drop_reason_subsys`.
 pub struct DropReasons {
     core: HashMap<u32, String>,
-    /// Subsystem id → (enum name prefix, names of that subsystem's enum).
+    /// Subsystem id → that subsystem's reasons (value → name).
     subsys: HashMap<u32, HashMap<u32, String>>,
 }
 
@@ -37,6 +117,11 @@ impl DropReasons {
         Self { core, subsys }
     }
 
+    /// From a list of `(value, name)`, for tests.
+    pub fn from_names(names: impl IntoIterator<Item = (u32, String)>) -> Self {
+        Self { core: names.into_iter().collect(), subsys: HashMap::new() }
+    }
+
     /// The reason's name, or its number when the kernel does not name it.
     pub fn name(&self, value: u32) -> String {
         if let Some(n) = self.core.get(&value) {
@@ -48,21 +133,10 @@ impl DropReasons {
         }
         value.to_string()
     }
-}
 
-/// Process names as pwru prints them: `exe:pid`, comm when the process is gone.
-#[derive(Default)]
-pub struct Processes {
-    cache: HashMap<u32, String>,
-}
-
-impl Processes {
-    pub fn name(&mut self, pid: u32, comm: &[u8; 16]) -> &str {
-        self.cache.entry(pid).or_insert_with(|| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
-            let name = exe.unwrap_or_else(|| c_str(comm).to_owned());
-            format!("{name}:{pid}")
-        })
+    /// Every name this kernel has, core reasons first.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.core.values().chain(self.subsys.values().flat_map(HashMap::values)).map(String::as_str)
     }
 }
 
@@ -71,35 +145,123 @@ pub fn c_str(bytes: &[u8]) -> &str {
     std::str::from_utf8(&bytes[..end]).unwrap_or("?")
 }
 
-/// Names a probe site: a function for kprobes, a tracepoint otherwise.
-pub struct Sites<'a> {
-    pub kallsyms: &'a Kallsyms,
-    pub probes: &'a [Probe],
-    pub reasons: &'a DropReasons,
-    /// Cache of address → name.
-    names: HashMap<u64, String>,
+/// Everything names are looked up in, and their caches.
+pub struct Resolver<'a> {
+    kallsyms: &'a Kallsyms,
+    /// Indexed by probe id (tracepoints).
+    probes: Vec<Arc<str>>,
+    reasons: &'a DropReasons,
+    reason_names: HashMap<u32, Arc<str>>,
+    symbols: HashMap<u64, Arc<str>>,
+    processes: HashMap<u32, Arc<str>>,
+    /// The STACKS map, under `--output-stack`.
+    stacks: Option<StackTraceMap<MapData>>,
+    timestamp: Timestamp,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn kernel time into wall time.
+    boot_offset_ns: i128,
+    last_ktime: u64,
 }
 
-impl<'a> Sites<'a> {
-    pub fn new(kallsyms: &'a Kallsyms, probes: &'a [Probe], reasons: &'a DropReasons) -> Self {
-        Self { kallsyms, probes, reasons, names: HashMap::new() }
+impl<'a> Resolver<'a> {
+    pub fn new(
+        kallsyms: &'a Kallsyms,
+        probes: &[Probe],
+        reasons: &'a DropReasons,
+        stacks: Option<StackTraceMap<MapData>>,
+        timestamp: Timestamp,
+    ) -> Self {
+        Self {
+            kallsyms,
+            probes: probes.iter().map(|p| Arc::from(p.name.as_str())).collect(),
+            reasons,
+            reason_names: HashMap::new(),
+            symbols: HashMap::new(),
+            processes: HashMap::new(),
+            stacks,
+            timestamp,
+            boot_offset_ns: boot_offset_ns(),
+            last_ktime: 0,
+        }
     }
 
-    pub fn symbol(&mut self, addr: u64) -> &str {
-        let k = self.kallsyms;
-        self.names.entry(addr).or_insert_with(|| k.describe(addr))
+    pub fn boot_offset_ns(&self) -> i128 {
+        self.boot_offset_ns
     }
 
-    /// The FUNC column: `ip_rcv`, `kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)`,
-    /// or for tracepoints `kfree_skb(SKB_DROP_REASON_NO_SOCKET) __udp4_lib_rcv+0x4bc`.
-    pub fn func(&mut self, ev: &Event) -> (String, Option<String>, Option<String>) {
-        let base = if ev.func_ip != 0 {
-            self.symbol(ev.func_ip).to_owned()
+    pub fn resolve(&mut self, raw: Event) -> TraceEvent {
+        let func = if raw.func_ip != 0 {
+            self.symbol(raw.func_ip)
         } else {
-            self.probes.get(ev.probe_id as usize).map_or_else(|| format!("probe#{}", ev.probe_id), |p| p.name.clone())
+            self.probes.get(raw.probe_id as usize).cloned().unwrap_or_else(|| format!("probe#{}", raw.probe_id).into())
         };
-        let reason = (ev.flags & FLAG_HAS_REASON != 0).then(|| self.reasons.name(ev.reason));
-        let location = (ev.location != 0).then(|| self.symbol(ev.location).to_owned());
-        (base, reason, location)
+        let location = (raw.location != 0).then(|| self.symbol(raw.location));
+        let (drop, caller) = if raw.flags & FLAG_HAS_REASON != 0 {
+            let reasons = self.reasons;
+            let name = self.reason_names.entry(raw.reason).or_insert_with(|| reasons.name(raw.reason).into()).clone();
+            (Some(Dropped { code: raw.reason, name, location }), None)
+        } else {
+            (None, location)
+        };
+        let tuple = decode::tuple(raw.capture(), raw.packet());
+        let stack = self.stack(raw.stack_id);
+        let time = self.time(raw.ktime_ns);
+        let process = self.process(raw.pid, &raw.comm);
+        TraceEvent { raw, func, drop, caller, process, tuple, stack, time }
     }
+
+    /// A probe as the LOST map keys it: the function's address (kprobes)
+    /// or the probe id (tracepoints).
+    pub fn site_name(&mut self, key: u64) -> Arc<str> {
+        match usize::try_from(key).ok().and_then(|i| self.probes.get(i)) {
+            Some(name) => name.clone(),
+            None => self.symbol(key),
+        }
+    }
+
+    fn symbol(&mut self, addr: u64) -> Arc<str> {
+        let k = self.kallsyms;
+        self.symbols.entry(addr).or_insert_with(|| k.describe(addr).into()).clone()
+    }
+
+    fn process(&mut self, pid: u32, comm: &[u8; 16]) -> Arc<str> {
+        self.processes
+            .entry(pid)
+            .or_insert_with(|| {
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
+                let name = exe.unwrap_or_else(|| c_str(comm).to_owned());
+                format!("{name}:{pid}").into()
+            })
+            .clone()
+    }
+
+    fn stack(&mut self, id: i32) -> Vec<Arc<str>> {
+        let (Some(map), Ok(id)) = (&self.stacks, u32::try_from(id)) else { return Vec::new() };
+        let Ok(trace) = map.get(&id, 0) else { return Vec::new() };
+        let ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
+        ips.into_iter().map(|ip| self.symbol(ip)).collect()
+    }
+
+    fn time(&mut self, ktime_ns: u64) -> Option<Time> {
+        let time = match self.timestamp {
+            Timestamp::None => None,
+            Timestamp::Absolute => Some(Time::Kernel(ktime_ns)),
+            Timestamp::Relative => {
+                Some(Time::Delta(if self.last_ktime == 0 { 0 } else { ktime_ns.saturating_sub(self.last_ktime) }))
+            }
+            Timestamp::Current => Some(Time::Wall(ktime_ns as i128 + self.boot_offset_ns)),
+        };
+        self.last_ktime = ktime_ns;
+        time
+    }
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn `bpf_ktime_get_ns` into wall time.
+pub fn boot_offset_ns() -> i128 {
+    let now = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into ts.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
 }

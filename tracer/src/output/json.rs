@@ -3,14 +3,14 @@
 
 use std::io::{self, Write};
 
-use tracer_common::event::{Capture, FLAG_TRACKED};
+use tracer_common::event::Capture;
 
 use super::{
-    Printer, Record,
+    Consumer,
     fields::{push_hex, push_ip, push_num, push_proto},
-    push_func_column,
+    push_func_column, push_time,
 };
-use crate::decode::push_tcp_flag_names;
+use crate::{decode::push_tcp_flag_names, resolve::TraceEvent, summary::RunSummary};
 
 pub struct JsonPrinter<W: Write> {
     out: W,
@@ -105,25 +105,21 @@ fn plain(out: &mut String, key: &str, write: impl FnOnce(&mut String)) {
     out.push('"');
 }
 
-impl<W: Write> Printer for JsonPrinter<W> {
-    fn header(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        let ev = rec.ev;
-        let t = rec.tuple;
+impl<W: Write> Consumer for JsonPrinter<W> {
+    fn event(&mut self, e: &TraceEvent) -> io::Result<()> {
+        let ev = &e.raw;
+        let t = &e.tuple;
         let out = &mut self.pending;
         // The first member of an object has no comma before it.
         plain(out, "{\"skb\":", |out| push_hex(out, ev.skb, 0));
         num(out, key!("cpu"), ev.cpu);
-        str(out, key!("process"), rec.process);
+        str(out, key!("process"), &e.process);
         num(out, key!("pid"), ev.pid);
         str(out, key!("comm"), crate::resolve::c_str(&ev.comm));
         num(out, key!("netns"), ev.netns);
         num(out, key!("mark"), ev.mark);
         num(out, key!("ifindex"), ev.ifindex);
-        str(out, key!("ifname"), rec.ifname);
+        str(out, key!("ifname"), e.ifname());
         num(out, key!("proto"), u16::from_be(ev.protocol));
         num(out, key!("mtu"), ev.mtu);
         num(out, key!("len"), ev.len);
@@ -134,11 +130,11 @@ impl<W: Write> Printer for JsonPrinter<W> {
         plain(out, key!("proto"), |out| push_proto(out, t.proto));
         plain(out, key!("tcp_flags"), |out| push_tcp_flag_names(out, t.tcp_flags));
         out.push('}');
-        str(out, key!("func"), rec.func);
+        str(out, key!("func"), &e.func);
         out.push_str(key!("func_column"));
         out.push('"');
         let start = out.len();
-        push_func_column(out, rec);
+        push_func_column(out, e);
         if needs_escape(&out[start..]) {
             let column = out.split_off(start);
             out.pop();
@@ -146,13 +142,15 @@ impl<W: Write> Printer for JsonPrinter<W> {
         } else {
             out.push('"');
         }
-        str(out, key!("drop_reason"), rec.reason.unwrap_or(""));
-        num(out, key!("drop_reason_code"), if rec.reason.is_some() { ev.reason } else { 0 });
-        str(out, key!("location"), rec.location.unwrap_or(""));
+        str(out, key!("drop_reason"), e.drop.as_ref().map_or("", |d| &d.name));
+        num(out, key!("drop_reason_code"), e.drop.as_ref().map_or(0, |d| d.code));
+        str(out, key!("location"), e.location().unwrap_or(""));
         num(out, key!("ktime_ns"), ev.ktime_ns);
-        str(out, key!("timestamp"), rec.timestamp.unwrap_or(""));
+        plain(out, key!("timestamp"), |out| e.time.into_iter().for_each(|t| push_time(out, t)));
         out.push_str(key!("tracked"));
-        out.push_str(if ev.flags & FLAG_TRACKED != 0 { "true" } else { "false" });
+        out.push_str(if e.tracked() { "true" } else { "false" });
+        out.push_str(key!("freed"));
+        out.push_str(if e.freed() { "true" } else { "false" });
         let capture = match ev.capture() {
             Capture::Mac => "mac",
             Capture::Network => "network",
@@ -162,7 +160,7 @@ impl<W: Write> Printer for JsonPrinter<W> {
         num(out, key!("cap_len"), ev.cap_len);
         out.push_str(key!("stack"));
         out.push('[');
-        for (i, frame) in rec.stack.iter().enumerate() {
+        for (i, frame) in e.stack.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -175,13 +173,14 @@ impl<W: Write> Printer for JsonPrinter<W> {
         Ok(())
     }
 
-    fn summary(&mut self, printed: u64, lost: u64) -> io::Result<()> {
-        self.write_pending()?;
-        writeln!(self.out, r#"{{"summary":{{"events":{printed},"lost":{lost}}}}}"#)
-    }
-
     fn flush(&mut self) -> io::Result<()> {
         self.write_pending()?;
+        self.out.flush()
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
+        self.write_pending()?;
+        self.out.write_all(summary.to_json_line().as_bytes())?;
         self.out.flush()
     }
 }

@@ -210,6 +210,29 @@ fn serialize_error(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("serializing a pcap-ng block: {err}"))
 }
 
+/// pcap-ng as a consumer: each event's packet, with the text printer's
+/// words in the comment.
+pub struct PcapConsumer<W: Write> {
+    writer: PcapngWriter<W>,
+    boot_offset_ns: u64,
+}
+
+impl<W: Write> PcapConsumer<W> {
+    pub fn new(writer: PcapngWriter<W>, boot_offset_ns: i128) -> Self {
+        Self { writer, boot_offset_ns: boot_offset_ns as u64 }
+    }
+}
+
+impl<W: Write> super::Consumer for PcapConsumer<W> {
+    fn event(&mut self, e: &crate::resolve::TraceEvent) -> io::Result<()> {
+        self.writer.write_event(&e.raw, self.boot_offset_ns, &super::pcap_comment(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pcap_parser::traits::PcapNGPacketBlock;

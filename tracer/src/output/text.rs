@@ -8,10 +8,11 @@ use std::{
 use std::net::IpAddr;
 
 use super::{
-    Printer, Record,
+    Consumer,
     fields::{column, push_hex, push_ip, push_num, push_proto},
-    push_func_column,
+    push_func_column, push_time,
 };
+use crate::{decode::Tuple, resolve::TraceEvent};
 
 fn digits(mut n: u32) -> usize {
     let mut d = 1;
@@ -35,8 +36,14 @@ impl<W: Write> TextPrinter<W> {
 }
 
 /// Appends the TUPLE column: `10.0.0.1:40000->10.0.0.2:4000(udp)`.
-fn push_tuple(line: &mut String, rec: &Record<'_>) {
-    let t = rec.tuple;
+/// The TUPLE column alone, e.g. `10.0.0.1:53128->10.0.0.2:4000(udp)`.
+pub fn tuple_column(t: &Tuple) -> String {
+    let mut s = String::new();
+    push_tuple(&mut s, t);
+    s
+}
+
+fn push_tuple(line: &mut String, t: &Tuple) {
     let proto = |line: &mut String| {
         line.push('(');
         push_proto(line, t.proto);
@@ -73,8 +80,8 @@ fn push_addr(line: &mut String, a: IpAddr) {
     }
 }
 
-impl<W: Write> Printer for TextPrinter<W> {
-    fn header(&mut self) -> io::Result<()> {
+impl<W: Write> Consumer for TextPrinter<W> {
+    fn start(&mut self) -> io::Result<()> {
         let mut h = String::new();
         if self.timestamp {
             let _ = write!(h, "{:<20} ", "TIME");
@@ -87,28 +94,29 @@ impl<W: Write> Printer for TextPrinter<W> {
         writeln!(self.out, "{h}")
     }
 
-    fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
+    fn event(&mut self, e: &TraceEvent) -> io::Result<()> {
         // Written straight into one reused buffer: no allocation per event.
-        let ev = rec.ev;
+        let ev = &e.raw;
         let line = &mut self.line;
         line.clear();
-        if let Some(ts) = rec.timestamp {
-            let _ = write!(line, "{ts:<20} ");
+        if self.timestamp {
+            column(line, 20, |l| e.time.into_iter().for_each(|t| push_time(l, t)));
         }
         column(line, 18, |l| push_hex(l, ev.skb, 0));
         column(line, 3, |l| push_num(l, ev.cpu));
-        column(line, 16, |l| l.push_str(rec.process));
+        column(line, 16, |l| l.push_str(&e.process));
         column(line, 10, |l| push_num(l, ev.netns));
         column(line, 8, |l| push_hex(l, ev.mark.into(), 0));
         // IFACE is right-aligned in 16 columns, like pwru's.
-        let iface_len = if ev.ifindex == 0 { 1 } else { rec.ifname.len() + 1 + digits(ev.ifindex) };
+        let ifname = e.ifname();
+        let iface_len = if ev.ifindex == 0 { 1 } else { ifname.len() + 1 + digits(ev.ifindex) };
         for _ in iface_len..16 {
             line.push(' ');
         }
         if ev.ifindex == 0 {
             line.push('0');
         } else {
-            line.push_str(rec.ifname);
+            line.push_str(ifname);
             line.push(':');
             push_num(line, ev.ifindex);
         }
@@ -116,18 +124,14 @@ impl<W: Write> Printer for TextPrinter<W> {
         column(line, 6, |l| push_hex(l, u16::from_be(ev.protocol).into(), 4));
         column(line, 5, |l| push_num(l, ev.mtu));
         column(line, 5, |l| push_num(l, ev.len));
-        push_tuple(line, rec);
+        push_tuple(line, &e.tuple);
         line.push(' ');
-        push_func_column(line, rec);
+        push_func_column(line, e);
         line.push('\n');
-        for frame in rec.stack {
+        for frame in &e.stack {
             let _ = writeln!(line, "    {frame}");
         }
         self.out.write_all(line.as_bytes())
-    }
-
-    fn summary(&mut self, _printed: u64, _lost: u64) -> io::Result<()> {
-        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {

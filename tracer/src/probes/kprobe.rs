@@ -11,9 +11,9 @@ use std::{
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use tracer_common::limits::PROBE_ID_FREES;
+use tracer_common::{limits::PROBE_ID_FREES, names};
 
-use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS, in_parallel};
+use super::{Attached, DROP_FUNCTIONS, in_parallel};
 use crate::{
     btf::SkbFunc,
     loader::{LoadAs, Loader},
@@ -45,11 +45,11 @@ pub fn pmu_type() -> anyhow::Result<u32> {
 
 /// The program and probe-id flags a function is traced with.
 pub fn program_for(func: &SkbFunc) -> (String, u32) {
+    let flags = if super::frees(&func.name) { PROBE_ID_FREES } else { 0 };
     if let Some((_, program)) = DROP_FUNCTIONS.iter().find(|(name, _)| *name == func.name) {
-        return ((*program).to_owned(), 0);
+        return ((*program).to_owned(), flags);
     }
-    let flags = if FREE_FUNCTIONS.contains(&func.name.as_str()) { PROBE_ID_FREES } else { 0 };
-    (format!("kprobe_skb_{}", func.position), flags)
+    (names::KPROBE_SKB[usize::from(func.skb.0).min(names::KPROBE_SKB.len() - 1)].to_owned(), flags)
 }
 
 /// Loads each program the functions need once, in parallel: each load is a
@@ -103,7 +103,7 @@ pub fn attach(loader: &Loader, funcs: &[SkbFunc], attached: &mut Attached, stop:
         match result {
             Some(Ok(fd)) => {
                 attached.links.push(fd);
-                attached.attached += 1;
+                attached.count += 1;
             }
             Some(Err(e)) => attached.skipped.push((func.name.clone(), e.to_string())),
             None => attached.skipped.push((func.name.clone(), "not attempted: stopped".into())),
@@ -137,8 +137,8 @@ pub fn attach_clone_tracking(loader: &Loader, copies: &[String], attached: &mut 
             probe_id: 0,
         })
     };
-    let entry = load("kprobe_clone_entry")?;
-    let exit = load("kretprobe_clone_exit")?;
+    let entry = load(names::KPROBE_CLONE_ENTRY)?;
+    let exit = load(names::KRETPROBE_CLONE_EXIT)?;
     for func in copies {
         let name = CString::new(func.as_str())?;
         let links = sys::attach_kprobe(pmu, &name, entry.as_raw_fd())

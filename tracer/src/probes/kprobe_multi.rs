@@ -9,10 +9,10 @@ use std::{
 
 use tracer_common::cookie;
 
-use super::{Attached, DROP_FUNCTIONS, FREE_FUNCTIONS, kprobe};
+use super::{Attached, DROP_FUNCTIONS, kprobe};
 use crate::{btf::SkbFunc, loader::Loader, stop::Stop, sys};
 
-const PROGRAM: &str = "kprobe_multi_skb";
+const PROGRAM: &str = tracer_common::names::KPROBE_MULTI_SKB;
 
 /// One function on the link.
 struct Target<'a> {
@@ -81,10 +81,10 @@ pub fn load(loader: &Loader) -> anyhow::Result<OwnedFd> {
 
 /// Where the skb and the drop reason are, for the shared program.
 fn cookie_for(func: &SkbFunc) -> u64 {
-    let skb_arg = func.position - 1;
+    let skb_arg = func.skb.0;
     // Both drop functions take the reason right after the skb.
     let reason_arg = DROP_FUNCTIONS.iter().any(|(name, _)| *name == func.name).then_some(skb_arg + 1);
-    cookie::encode(skb_arg, reason_arg, FREE_FUNCTIONS.contains(&func.name.as_str()))
+    cookie::encode(skb_arg, reason_arg, super::frees(&func.name))
 }
 
 /// Makes one link: symbols and their cookies, in the same order.
@@ -124,7 +124,7 @@ impl<'f> Linker<'_, 'f> {
         let cookies: Vec<u64> = targets.iter().map(|t| t.cookie).collect();
         let link = (self.link)(&names, &cookies)?;
         self.attached.links.push(link);
-        self.attached.attached += targets.len();
+        self.attached.count += targets.len();
         for _ in targets {
             self.progress.inc();
         }
@@ -142,9 +142,10 @@ fn unsupported(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::btf::SkbArg;
 
     fn func(name: &str) -> SkbFunc {
-        SkbFunc { name: name.to_owned(), position: 1, module: String::new() }
+        SkbFunc { name: name.to_owned(), skb: SkbArg(0), module: String::new() }
     }
 
     #[test]
@@ -174,7 +175,7 @@ mod tests {
         let mut refused: Vec<&str> = linker.refused.iter().map(|f| f.name.as_str()).collect();
         refused.sort();
         assert_eq!(refused, ["f3", "f4", "f57", "f99"]);
-        assert_eq!(attached.attached, 96);
+        assert_eq!(attached.count, 96);
         // Each refused function costs about one link per halving.
         assert!(calls <= 1 + 4 * 2 * 7, "{calls} links tried");
     }
@@ -182,13 +183,15 @@ mod tests {
     #[test]
     fn cookies_say_where_the_skb_and_the_reason_are() {
         let mut drop = func("sk_skb_reason_drop");
-        drop.position = 2;
+        drop.skb = SkbArg(1);
         let c = cookie_for(&drop);
-        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (1, Some(2), false));
+        // A drop ends the skb's life: its event carries FLAG_FREED.
+        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (1, Some(2), true));
         let c = cookie_for(&func("kfree_skbmem"));
         assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (0, None, true));
         let mut third = func("ip_rcv_finish");
-        third.position = 3;
-        assert_eq!(cookie::skb_arg(cookie_for(&third)), 2);
+        third.skb = SkbArg(2);
+        let c = cookie_for(&third);
+        assert_eq!((cookie::skb_arg(c), cookie::reason_arg(c), cookie::frees(c)), (2, None, false));
     }
 }

@@ -6,11 +6,11 @@ use std::{ffi::CString, os::fd::OwnedFd};
 
 use anyhow::Context as _;
 use regex::Regex;
-use tracer_common::limits::PROBE_ID_FREES;
+use tracer_common::{limits::PROBE_ID_FREES, names};
 
 use super::{Attached, Probe, in_parallel};
 use crate::{
-    btf::KernelBtf,
+    btf::{KernelBtf, SkbArg},
     loader::{LoadAs, Loader},
     sys,
 };
@@ -19,8 +19,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Target {
     pub name: String,
-    /// 0-based position of the skb among the tracepoint's arguments.
-    pub position: u8,
+    /// Where the skb is among the tracepoint's arguments.
+    pub skb: SkbArg,
     /// Id of the `btf_trace_<name>` typedef, the `tp_btf` attach target.
     pub btf_id: u32,
 }
@@ -33,7 +33,7 @@ pub fn targets(btf: &KernelBtf, filter: Option<&Regex>) -> Vec<Target> {
         .skb_tracepoints()
         .into_iter()
         .filter(|(name, _, _)| filter.is_none_or(|re| re.is_match(name)))
-        .map(|(name, position, btf_id)| Target { name, position, btf_id })
+        .map(|(name, skb, btf_id)| Target { name, skb, btf_id })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -43,10 +43,10 @@ pub fn targets(btf: &KernelBtf, filter: Option<&Regex>) -> Vec<Target> {
 /// also reads location and reason (its arguments are `skb, location, reason`
 /// on every kernel with drop reasons).
 fn program_for(target: &Target) -> Option<&'static str> {
-    if target.name == "kfree_skb" && target.position == 0 {
-        return Some("tp_kfree_skb");
+    if target.name == "kfree_skb" && target.skb == SkbArg(0) {
+        return Some(names::TP_KFREE_SKB);
     }
-    ["tp_skb_0", "tp_skb_1", "tp_skb_2", "tp_skb_3"].get(target.position as usize).copied()
+    names::TP_SKB.get(usize::from(target.skb.0)).copied()
 }
 
 pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> anyhow::Result<()> {
@@ -65,10 +65,10 @@ pub fn attach(loader: &Loader, targets: &[Target], attached: &mut Attached) -> a
             Some(Ok((prog, link))) => {
                 attached.programs.push(prog);
                 attached.links.push(link);
-                attached.attached += 1;
+                attached.count += 1;
             }
             Some(Err(e)) => attached.skipped.push((target.name.clone(), format!("{e:#}"))),
-            None => attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.position + 1))),
+            None => attached.skipped.push((target.name.clone(), format!("skb is argument {}", target.skb))),
         }
     }
     Ok(())

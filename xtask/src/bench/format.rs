@@ -1,17 +1,17 @@
-//! Decode and format throughput on one core. The printers live in the
-//! `tracer` binary crate, which xtask cannot link, so the measuring loop is
-//! the tracer's own ignored test `output::tests::bench_decode_and_format`:
-//! this runs it in a release build, pinned to one CPU, and reads the
-//! `BENCH …` lines it prints.
+//! Resolve, decode and format throughput on one core. xtask cannot link the
+//! tracer library (its build needs the toolchain `xtask setup` installs), so
+//! the measuring loop is the tracer's bench target `format`, which calls the
+//! resolver and the printers directly: this runs it in a release build,
+//! pinned to one CPU, and reads the JSON line it prints.
 
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
 
-const TEST: &str = "output::tests::bench_decode_and_format";
+const BENCH: &str = "format";
 
 /// Events per second of one run.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize)]
 pub struct Rates {
     /// Packet bytes to tuple.
     pub decode: f64,
@@ -22,27 +22,27 @@ pub struct Rates {
 }
 
 pub fn measure(root: &Path, runs: usize) -> anyhow::Result<Vec<Rates>> {
-    let cargo_test = |extra: &[&str]| {
+    let cargo_bench = |extra: &[&str]| {
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(root).args(["test", "--quiet", "--release", "--package", "tracer", "--bin", "skbtrace"]);
+        cmd.current_dir(root).args(["bench", "--quiet", "--package", "tracer", "--bench", BENCH]);
         cmd.args(extra);
         cmd
     };
     // Build first, so that compiling is not what gets pinned to one CPU.
-    let status = cargo_test(&["--no-run"]).status().context("running cargo test --no-run")?;
+    let status = cargo_bench(&["--no-run"]).status().context("running cargo bench --no-run")?;
     if !status.success() {
-        bail!("building the tracer's tests failed");
+        bail!("building the tracer's format bench failed");
     }
     let cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
     (0..runs)
         .map(|_| {
-            let mut cmd = cargo_test(&["--", "--ignored", "--exact", TEST, "--nocapture", "--test-threads", "1"]);
+            let mut cmd = cargo_bench(&[]);
             let out = on_cpu(cpu, move || cmd.output()).context("running the decode/format benchmark")?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
-                bail!("{TEST} failed: {}{}", stdout.trim(), String::from_utf8_lossy(&out.stderr).trim());
+                bail!("bench {BENCH} failed: {}{}", stdout.trim(), String::from_utf8_lossy(&out.stderr).trim());
             }
-            parse(&stdout).with_context(|| format!("{TEST} printed no BENCH lines: {}", stdout.trim()))
+            parse(&stdout).with_context(|| format!("bench {BENCH} printed no rates: {}", stdout.trim()))
         })
         .collect()
 }
@@ -67,18 +67,9 @@ fn on_cpu<T: Send>(cpu: usize, f: impl FnOnce() -> std::io::Result<T> + Send) ->
     })
 }
 
-/// `BENCH decode 1234 events/s (…)`, `BENCH format text 1234 events/s`, `BENCH format json …`.
+/// The bench's one JSON line, `{"decode": …, "text": …, "json": …}`.
 fn parse(stdout: &str) -> Option<Rates> {
-    let mut rates = Rates::default();
-    for line in stdout.lines().filter_map(|l| l.strip_prefix("BENCH ")) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["decode", rate, ..] => rates.decode = rate.parse().ok()?,
-            ["format", "text", rate, ..] => rates.text = rate.parse().ok()?,
-            ["format", "json", rate, ..] => rates.json = rate.parse().ok()?,
-            _ => {}
-        }
-    }
+    let rates: Rates = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok())?;
     (rates.decode > 0.0 && rates.text > 0.0 && rates.json > 0.0).then_some(rates)
 }
 
@@ -87,10 +78,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_bench_lines() {
-        let out = "running 1 test\nBENCH decode 5000000 events/s (8000000000)\n\
-                   BENCH format text 1500000 events/s\nBENCH format json 900000 events/s\ntest … ok\n";
+    fn reads_the_rates_line() {
+        let out = "{\"decode\":5000000,\"text\":1500000,\"json\":900000}\n";
         assert_eq!(parse(out), Some(Rates { decode: 5e6, text: 1.5e6, json: 9e5 }));
-        assert_eq!(parse("BENCH decode 1 events/s\n"), None);
+        assert_eq!(parse("{\"decode\":1,\"text\":0,\"json\":1}\n"), None);
+        assert_eq!(parse("no rates\n"), None);
     }
 }

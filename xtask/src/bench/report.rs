@@ -212,17 +212,18 @@ pub fn ready(header: &str, runs: usize, results: &[(&ready::Config, Vec<ready::T
 pub fn format(header: &str, runs: usize, results: &[format::Rates]) -> String {
     let mut out = format!(
         "{header}\n\n\
-         The tracer's own loop (`output::tests::bench_decode_and_format`, an ignored test: the \
-         printers live in the binary crate), release build, pinned to one CPU, {runs} runs: one \
-         IPv4/UDP drop event decoded (packet bytes to tuple) and, with names already resolved, \
-         printed into `io::sink()`. The live pipeline also reads the ring buffer and resolves \
-         names: compare *skbtrace CPU per event* in the overhead section.\n\n"
+         The tracer's bench target `format` (`tracer/benches/format.rs`, calling the library's \
+         resolver and printers), release build, pinned to one CPU, {runs} runs: one IPv4/UDP drop \
+         event decoded (packet bytes to tuple), and, for the text and JSON rows, resolved \
+         (function, drop reason, location and process from the resolver's caches) and printed \
+         into `io::sink()`. The live pipeline also reads the ring buffer: compare *skbtrace CPU \
+         per event* in the overhead section.\n\n"
     );
     let mut t = Table::new(&["stage", "events/s (median)", "min", "max", "ns per event"]);
     let stages = [
         ("decode", results.iter().map(|r| r.decode).collect::<Vec<f64>>()),
-        ("decode + text line", results.iter().map(|r| r.text).collect()),
-        ("decode + JSON line", results.iter().map(|r| r.json).collect()),
+        ("resolve + decode + text line", results.iter().map(|r| r.text).collect()),
+        ("resolve + decode + JSON line", results.iter().map(|r| r.json).collect()),
     ];
     for (stage, rates) in stages {
         let m = median(&rates);

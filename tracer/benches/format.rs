@@ -1,0 +1,78 @@
+//! Resolve + decode + format throughput on one core, for `cargo xtask bench`
+//! (which pins it to a CPU): `cargo bench -p tracer --bench format` prints
+//! one JSON line, `{"decode": …, "text": …, "json": …}`, in events/s.
+//! `BENCH_EVENTS` sets how many events each measurement formats.
+
+use std::{hint::black_box, io, time::Instant};
+
+use etherparse::PacketBuilder;
+use tracer::{
+    cli::Timestamp,
+    decode,
+    ksym::Kallsyms,
+    output::{Consumer, json::JsonPrinter, text::TextPrinter},
+    probes::Probe,
+    resolve::{DropReasons, Resolver},
+};
+use tracer_common::{
+    Event,
+    event::{Capture, FLAG_HAS_REASON},
+};
+
+/// A drop of a UDP datagram on loopback, as the tracepoint backend sends it.
+fn drop_event() -> Event {
+    let mut ev = Event::zeroed();
+    ev.skb = 0xffff_8881_1f23_c400;
+    ev.cpu = 1;
+    ev.pid = 1;
+    ev.netns = 4026531840;
+    ev.mark = 0x10;
+    ev.ifindex = 1;
+    ev.ifname[..2].copy_from_slice(b"lo");
+    ev.len = 11;
+    ev.mtu = 65536;
+    ev.protocol = 0x0800u16.to_be();
+    ev.flags = FLAG_HAS_REASON;
+    ev.reason = 3;
+    ev.location = 0xffff_ffff_8100_04bc;
+    let mut pkt = Vec::new();
+    PacketBuilder::ethernet2([0; 6], [0; 6])
+        .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+        .udp(53128, 4000)
+        .write(&mut pkt, b"hi")
+        .expect("a packet builds");
+    ev.data[..pkt.len()].copy_from_slice(&pkt);
+    ev.cap_len = pkt.len() as u16;
+    ev.capture = Capture::Mac as u8;
+    ev
+}
+
+fn main() -> io::Result<()> {
+    let n: u32 = std::env::var("BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000_000);
+    let ev = drop_event();
+    let kallsyms = Kallsyms::parse("ffffffff81000000 T __udp4_lib_rcv\n");
+    let reasons = DropReasons::from_names([(3, "SKB_DROP_REASON_NO_SOCKET".to_owned())]);
+    let probes = [Probe { name: "kfree_skb".into() }];
+
+    let started = Instant::now();
+    let mut ports = 0u64;
+    for _ in 0..n {
+        ports += u64::from(black_box(decode::tuple(ev.capture(), ev.packet())).dport);
+    }
+    let decode = f64::from(n) / started.elapsed().as_secs_f64();
+    black_box(ports);
+
+    let mut rate = |printer: &mut dyn Consumer| -> io::Result<f64> {
+        let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, Timestamp::None);
+        let started = Instant::now();
+        for _ in 0..n {
+            printer.event(&resolver.resolve(black_box(ev)))?;
+        }
+        printer.flush()?;
+        Ok(f64::from(n) / started.elapsed().as_secs_f64())
+    };
+    let text = rate(&mut TextPrinter::new(io::BufWriter::new(io::sink()), false))?;
+    let json = rate(&mut JsonPrinter::new(io::BufWriter::new(io::sink())))?;
+    println!(r#"{{"decode":{decode:.0},"text":{text:.0},"json":{json:.0}}}"#);
+    Ok(())
+}
