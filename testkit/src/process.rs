@@ -268,7 +268,10 @@ impl Tracer {
             }
             std::thread::sleep(self.poll);
         };
-        let summary = if self.summary.exists() { Some(Summary::read(&self.summary)?) } else { None };
+        // skbtrace creates the file when it starts and writes it at the end;
+        // a run that ended otherwise (a closed reader, say) leaves it empty.
+        let written = std::fs::metadata(&self.summary).is_ok_and(|m| m.len() > 0);
+        let summary = if written { Some(Summary::read(&self.summary)?) } else { None };
         Ok(Finished { status, stdout: self.files.read("stdout"), stderr: self.files.read("stderr"), summary })
     }
 }

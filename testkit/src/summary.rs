@@ -17,7 +17,9 @@ pub struct Summary {
     pub lost_by_probe: Vec<ProbeLoss>,
     /// Drops seen, by reason.
     pub drops: Vec<DropCount>,
-    pub backend: Backend,
+    /// None when nothing was attached (`""` in the JSON).
+    #[serde(deserialize_with = "backend_or_none")]
+    pub backend: Option<Backend>,
     /// Functions or tracepoints attached, and those that could not be.
     pub attached: u64,
     pub skipped: u64,
@@ -33,12 +35,21 @@ pub struct ProbeLoss {
     pub lost: u64,
 }
 
+/// Drops of one reason at one location, with the first one's particulars.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct DropCount {
     /// `SKB_DROP_REASON_*`, the kernel's own name.
     pub reason: String,
     pub code: u32,
+    /// `symbol+0xoff`, or empty when unknown.
+    pub location: String,
     pub count: u64,
+    /// The function or tracepoint that saw it.
+    pub func: String,
+    pub netns: u64,
+    pub ifname: String,
+    /// The first dropped packet's tuple as the text output prints it.
+    pub tuple: String,
 }
 
 /// How skbtrace attached, as `--backend` names it.
@@ -60,6 +71,11 @@ pub enum End {
     /// The traced command exited.
     Command,
     Duration,
+}
+
+fn backend_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Backend>, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.is_empty() { Ok(None) } else { name.parse().map(Some).map_err(serde::de::Error::custom) }
 }
 
 #[derive(Deserialize)]
@@ -125,7 +141,13 @@ impl FromStr for Backend {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"summary":{"events":12,"lost":0,"lost_by_probe":[{"probe":"kfree_skb","lost":0}],"drops":[{"reason":"SKB_DROP_REASON_NO_SOCKET","code":3,"count":1}],"backend":"kprobe","attached":1463,"skipped":3,"attach_seconds":37.2,"detached":1463,"detach_seconds":40.1,"end":"signal"}}"#;
+    const LINE: &str = concat!(
+        r#"{"summary":{"events":12,"lost":0,"lost_by_probe":[{"probe":"kfree_skb","lost":0}],"drops":[{"#,
+        r#""reason":"SKB_DROP_REASON_NO_SOCKET","code":3,"location":"__udp4_lib_rcv+0x4bc","count":1,"#,
+        r#""func":"kfree_skb","netns":4026532178,"ifname":"lo","tuple":"127.0.0.1:39091->127.0.0.1:4000(udp)"}],"#,
+        r#""backend":"kprobe","attached":1463,"skipped":3,"attach_seconds":37.2,"detached":1463,"#,
+        r#""detach_seconds":40.1,"end":"signal"}}"#
+    );
 
     #[test]
     fn parses_the_documented_line() {
@@ -134,7 +156,8 @@ mod tests {
         assert_eq!(s.lost_by_probe, [ProbeLoss { probe: "kfree_skb".into(), lost: 0 }]);
         assert_eq!(s.drops_of("SKB_DROP_REASON_NO_SOCKET"), 1);
         assert_eq!(s.drops_of("SKB_DROP_REASON_NETFILTER_DROP"), 0);
-        assert_eq!((s.backend, s.end), (Backend::Kprobe, End::Signal));
+        assert_eq!((s.backend, s.end), (Some(Backend::Kprobe), End::Signal));
+        assert_eq!(s.drops[0].location, "__udp4_lib_rcv+0x4bc");
         assert_eq!((s.attach_seconds, s.detach_seconds), (37.2, 40.1));
     }
 
@@ -145,6 +168,13 @@ mod tests {
             assert_eq!(serde_json::from_str::<Backend>(&format!("{:?}", b.name())).unwrap(), b);
         }
         assert!("auto".parse::<Backend>().is_err());
+    }
+
+    #[test]
+    fn nothing_attached_has_no_backend() {
+        let s = Summary::parse(&LINE.replace(r#""backend":"kprobe""#, r#""backend":"""#)).unwrap();
+        assert_eq!(s.backend, None);
+        assert!(Summary::parse(&LINE.replace(r#""backend":"kprobe""#, r#""backend":"fentry""#)).is_err());
     }
 
     #[test]

@@ -115,7 +115,12 @@ impl Target {
         ensure!(done.status.success(), "skbtrace exited {}:\n{}", done.status, done.stderr);
         ensure!(!done.stderr.contains("panicked"), "skbtrace panicked:\n{}", done.stderr);
         let summary = done.summary()?;
-        ensure!(summary.backend == self.backend, "skbtrace used {} instead of {}", summary.backend, self.backend);
+        ensure!(
+            summary.backend == Some(self.backend),
+            "skbtrace used {:?} instead of {}",
+            summary.backend,
+            self.backend
+        );
         if done.stdout.starts_with('{') {
             let events = done.events()?;
             for event in &events {

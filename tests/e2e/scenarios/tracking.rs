@@ -23,7 +23,7 @@ fn snat_on_a_router_shows_both_tuples() -> anyhow::Result<()> {
     let r_in = veth(&client, "10.81.1.1/24", &router, "10.81.1.254/24")?.b;
     let out = veth(&router, "10.81.2.254/24", &server, "10.81.2.1/24")?;
     client.ip(&["route", "add", "default", "via", "10.81.1.254"])?;
-    router.sh("sysctl -qw net.ipv4.ip_forward=1")?;
+    router.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))?;
     router.sh(&format!("iptables -t nat -A POSTROUTING -o {} -j MASQUERADE", out.a))?;
 
     let (path, funcs) = (router.path(), t.funcs(&format!("{}|{}", t.receive_func(), t.transmit_func())));

@@ -13,7 +13,7 @@ use testkit::{
 };
 
 use super::markdown::Table;
-use testkit::summary::Summary;
+use testkit::summary::{Backend, Summary};
 
 pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
     let root = workspace_root();
@@ -55,7 +55,7 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
             let (attach, detach) = (summary.attach_seconds, summary.detach_seconds);
             table.row(vec![
                 kernel.to_string(),
-                summary.backend.to_string(),
+                summary.backend.map_or("none", Backend::name).to_owned(),
                 format!("{n:.0}"),
                 format!("{:.1}", num("attach_s")),
                 format!("{attach:.1}"),
