@@ -46,7 +46,7 @@ fn scenarios_in_vm(kernel: Kernel, backend: Backend) -> anyhow::Result<()> {
     opts.copy = vec![binary, skbtrace::udpsend()];
     opts.timeout = Duration::from_secs(1800);
     let out = vm::run(&opts).with_context(|| format!("the {kernel} VM failed"))?;
-    eprintln!("{kernel}: booted in {:.1?}, scenarios ran {:.1?}", out.boot_time, out.script_time);
+
     // libtest prints `test NAME ... ok` for each test that passed.
     let missing: Vec<&str> = names
         .iter()
@@ -58,6 +58,12 @@ fn scenarios_in_vm(kernel: Kernel, backend: Backend) -> anyhow::Result<()> {
         "the scenarios failed in the {kernel} VM (exit status {}; did not pass: {missing:?}):\n{}",
         out.status,
         out.output
+    );
+    eprintln!(
+        "{kernel}: booted in {:.1?}, {} scenarios passed on {backend} in {:.1?}",
+        out.boot_time,
+        names.len(),
+        out.script_time
     );
     Ok(())
 }
