@@ -28,7 +28,11 @@ pub fn run(bin: &Path) -> anyhow::Result<ExitCode> {
         .stderr(Stdio::inherit())
         .start()?;
     println!("# sending one UDP datagram from {} to 10.253.0.2:4000, where nothing listens", a.name());
-    a.send_udp("10.253.0.2", 4000, "hello")?;
+    // From a shell, as a user would (the PROCESS column then says bash).
+    let status = a.command("bash").args(["-c", "echo hello > /dev/udp/10.253.0.2/4000"]).status()?;
+    if !status.success() {
+        bail!("sending the datagram failed ({status})");
+    }
     // Time to print the trace before Ctrl-C (a demo, not a test: nothing depends on it).
     std::thread::sleep(Duration::from_secs(1));
     let done = tracer.stop()?;
