@@ -42,29 +42,8 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
         if !out.success() {
             bail!("attach-bench.sh failed in the {kernel} VM:\n{}", out.output);
         }
-        let mut lines = out.output.lines();
-        while let Some(line) = lines.by_ref().find_map(|l| l.strip_prefix("BENCH attach ")) {
-            let f: HashMap<&str, &str> = line.split(' ').filter_map(|kv| kv.split_once('=')).collect();
-            let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            let summary = lines
-                .next()
-                .and_then(|l| l.strip_prefix("BENCH summary "))
-                .with_context(|| format!("no summary after BENCH attach {line}:\n{}", out.output))?;
-            let summary = Summary::parse(summary).with_context(|| format!("the {kernel} VM's run of {line}"))?;
-            let n = summary.attached as f64;
-            let (attach, detach) = (summary.attach_seconds, summary.detach_seconds);
-            table.row(vec![
-                kernel.to_string(),
-                summary.backend.map_or("none", Backend::name).to_owned(),
-                format!("{n:.0}"),
-                format!("{:.1}", num("attach_s")),
-                format!("{attach:.1}"),
-                format!("{detach:.1}"),
-                format!("{:.1}", num("detach_s")),
-                format!("{:.0}", n / attach.max(0.001)),
-                format!("{:.0}", n / detach.max(0.001)),
-                format!("{:.1}", num("rss_kib") / 1024.0),
-            ]);
+        for row in rows(kernel, &out.output).with_context(|| format!("in the {kernel} VM:\n{}", out.output))? {
+            table.row(row);
         }
     }
     Ok(format!(
@@ -75,4 +54,64 @@ pub fn measure(bin: &Path, header: &str) -> anyhow::Result<String> {
          with kprobe-multi, under 1 s to detach.\n\n{}",
         table.render()
     ))
+}
+
+/// One table row per backend run: attach-bench.sh's `BENCH attach` line (times
+/// seen from outside) and the run summary that follows it.
+fn rows(kernel: Kernel, output: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut rows = Vec::new();
+    let mut lines = output.lines();
+    while let Some(line) = lines.by_ref().find_map(|l| l.strip_prefix("BENCH attach ")) {
+        let f: HashMap<&str, &str> = line.split(' ').filter_map(|kv| kv.split_once('=')).collect();
+        if f.get("rc") != Some(&"0") {
+            bail!("skbtrace failed: BENCH attach {line}");
+        }
+        let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let summary = lines
+            .next()
+            .and_then(|l| l.strip_prefix("BENCH summary "))
+            .with_context(|| format!("no summary after BENCH attach {line}"))?;
+        let summary = Summary::parse(summary).with_context(|| format!("the run of BENCH attach {line}"))?;
+        let n = summary.attached as f64;
+        let (attach, detach) = (summary.attach_seconds, summary.detach_seconds);
+        rows.push(vec![
+            kernel.to_string(),
+            summary.backend.map_or("none", Backend::name).to_owned(),
+            format!("{n:.0}"),
+            format!("{:.1}", num("attach_s")),
+            format!("{attach:.1}"),
+            format!("{detach:.1}"),
+            format!("{:.1}", num("detach_s")),
+            format!("{:.0}", n / attach.max(0.001)),
+            format!("{:.0}", n / detach.max(0.001)),
+            format!("{:.1}", num("rss_kib") / 1024.0),
+        ]);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What attach-bench.sh printed in the 6.12 VM.
+    const OUTPUT: &str = concat!(
+        "BENCH attach backend=kprobe-multi attach_s=2.1 detach_s=1.7 rss_kib=37932 rc=0\n",
+        r#"BENCH summary {"summary":{"events":0,"lost":0,"lost_by_probe":[],"drops":[],"backend":"kprobe-multi","#,
+        r#""attached":1607,"skipped":0,"attach_seconds":0.131093915,"detached":1,"detach_seconds":0.157406874,"#,
+        r#""end":"signal"}}"#,
+        "\nskbtrace: attaching kprobe-multi: 1607 targets\nskbtrace: 0 events\n",
+    );
+
+    #[test]
+    fn a_row_per_run_from_the_summary() {
+        let rows = rows(Kernel::V6_12, OUTPUT).unwrap();
+        assert_eq!(rows, [["6.12", "kprobe-multi", "1607", "2.1", "0.1", "0.2", "1.7", "12258", "10209", "37.0"]]);
+    }
+
+    #[test]
+    fn a_failed_run_or_a_missing_summary_is_an_error() {
+        assert!(rows(Kernel::V6_12, &OUTPUT.replace("rc=0", "rc=1")).is_err());
+        assert!(rows(Kernel::V6_12, &OUTPUT.replace("BENCH summary", "BENCH")).is_err());
+    }
 }
