@@ -4,6 +4,7 @@
 //! kernels with kprobes; the other modules run on this host only.
 
 mod cli;
+mod dist;
 mod output;
 mod pcap;
 mod scenarios;

@@ -18,8 +18,9 @@ pub const STACK_ENTRIES: u32 = 16384;
 /// skbs being cloned at once, for `--filter-track-skb`.
 pub const CLONING_ENTRIES: u32 = 4096;
 
-/// Number of slots in the per-probe loss counter (indexed by probe id).
-pub const PROBES_MAX: u32 = 8192;
+/// Probes the loss counter has a slot for (keyed by function address for
+/// kprobes, probe id for tracepoints).
+pub const LOST_ENTRIES: u32 = 8192;
 
 /// Name of the eBPF subprogram that user space replaces with the compiled
 /// pcap filter for captures that start at the MAC header.

@@ -38,6 +38,7 @@ crate::names::check_map!(CONFIG, tracer_common::names::GLOBAL_CONFIG);
 /// The `CFG_*` flags, for entry points that need them before `handle`.
 #[inline(always)]
 pub fn config_flags() -> u32 {
+    // SAFETY: CONFIG is a plain static the kernel never writes; volatile so that LLVM keeps the load user space patched.
     unsafe { read_volatile(&CONFIG.flags) }
 }
 
@@ -59,6 +60,7 @@ fn read<T: Copy + Default>(base: u64, off: u32) -> T {
         return T::default();
     }
     let mut out = T::default();
+    // SAFETY: the helper checks the kernel address and writes at most size_of::<T>() bytes into `out`.
     let ret = unsafe {
         bpf_probe_read_kernel((&raw mut out).cast(), core::mem::size_of::<T>() as u32, (base + off as u64) as *const _)
     };
@@ -79,6 +81,7 @@ impl SkbCopy {
         let bytes = match SKB_COPY.get_ptr_mut(0) {
             Some(p) => {
                 let want = cfg.offsets.skb_read_len.min(SKB_READ_MAX);
+                // SAFETY: `p` points at SKB_COPY's per-CPU value, SKB_READ_MAX bytes, and `want` is at most that.
                 if want > 0 && unsafe { bpf_probe_read_kernel(p.cast(), want, skb as *const _) } == 0 {
                     len = want;
                 }
@@ -96,6 +99,7 @@ impl SkbCopy {
         // The mask tells the verifier the offset's range.
         let o = off & (SKB_READ_MAX - 1);
         if off != OFFSET_NONE && o == off && o + size <= self.len && !self.bytes.is_null() {
+            // SAFETY: `o + size <= self.len` was checked above and `bytes` holds `len` valid bytes of SKB_COPY.
             unsafe { core::ptr::read_unaligned(self.bytes.add(o as usize).cast::<T>()) }
         } else {
             read(self.skb, off)
@@ -108,7 +112,9 @@ pub fn handle<C: EbpfContext>(ctx: &C, skb: u64, site: Site) -> u32 {
     if skb == 0 {
         return 0;
     }
+    // SAFETY: as in config_flags: a read of the patched read-only static.
     let cfg: Config = unsafe { read_volatile(&CONFIG) };
+    // SAFETY: TRACKED's values are plain u8s; the reference is dropped at once.
     let tracked = cfg.flags & CFG_TRACK_SKB != 0 && unsafe { TRACKED.get(&skb) }.is_some();
     let emitted = build_and_emit(ctx, skb, &cfg, &site, tracked);
     if cfg.flags & CFG_TRACK_SKB != 0 {
@@ -127,6 +133,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: `scratch` is this CPU's SCRATCH slot; programs do not migrate CPU while running, so nothing else uses it.
     let ev: &mut Event = unsafe { &mut (*scratch).event };
     let o = &cfg.offsets;
     // Whether there is a reason is settled here, into the event: carried to
@@ -202,6 +209,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     }
 
     ev.skb = skb;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
     ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
     ev.func_ip = site.func_ip;
     ev.probe_id = site.probe_id;
@@ -212,10 +220,12 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         ev.flags |= FLAG_FREED;
     }
     ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: bpf_get_smp_processor_id has no preconditions.
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
     ev.comm = bpf_get_current_comm().unwrap_or_default();
     ev.protocol = sk_buff.field::<u16>(o.skb_protocol);
     ev.stack_id = if cfg.flags & CFG_STACK != 0 {
+        // SAFETY: STACKS is a stack-trace map and `ctx` this program's context, as the helper requires.
         unsafe { bpf_get_stackid(ctx.as_ptr(), (&raw const STACKS).cast_mut().cast(), 0) as i32 }
     } else {
         -1
@@ -309,7 +319,9 @@ impl Packet {
         // nothing here), and `maps::Scratch` has room after `data` for it.
         // LLVM knows want ≤ 256 and would drop the mask; older verifiers
         // cannot learn that from the `min`: the volatile read hides it.
+        // SAFETY: a volatile read of a local; see above for why.
         let n = unsafe { read_volatile(&want) } & (2 * SNAPLEN_MAX as u32 - 1);
+        // SAFETY: `n` is below 2 * SNAPLEN_MAX and `maps::Scratch` has that much room after `data`; the helper checks the kernel address.
         let ret = unsafe { bpf_probe_read_kernel(ev.data.as_mut_ptr().cast(), n, self.start as *const _) };
         if ret == 0 {
             ev.cap_len = want as u16;
@@ -323,6 +335,7 @@ impl Packet {
 #[inline(always)]
 fn count_lost(key: u64) {
     match LOST.get_ptr_mut(&key) {
+        // SAFETY: `n` points at this CPU's counter in LOST.
         Some(n) => unsafe { *n += 1 },
         None => {
             let _ = LOST.insert(&key, &1, 0);

@@ -17,6 +17,7 @@ static SKBTRACE_PLACEHOLDER: u32 = 1;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn skbtrace_filter_l2(data: *const u8, len: u32, wire_len: u32) -> u32 {
+    // SAFETY: placeholders that user space replaces before load; the reads only keep LLVM from folding the body away.
     unsafe { read_volatile(data) as u32 ^ len ^ wire_len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
 }
 
@@ -24,6 +25,7 @@ pub extern "C" fn skbtrace_filter_l2(data: *const u8, len: u32, wire_len: u32) -
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn skbtrace_filter_l3(data: *const u8, len: u32, wire_len: u32) -> u32 {
+    // SAFETY: as above.
     unsafe { read_volatile(data) as u32 ^ len ^ wire_len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
 }
 
@@ -31,5 +33,6 @@ pub extern "C" fn skbtrace_filter_l3(data: *const u8, len: u32, wire_len: u32) -
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn skbtrace_probe_id() -> u32 {
+    // SAFETY: as above.
     unsafe { read_volatile(&SKBTRACE_PLACEHOLDER) }
 }

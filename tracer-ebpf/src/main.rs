@@ -1,6 +1,12 @@
 //! skbtrace's eBPF programs: thin entry points, one per way an skb reaches us
 //! (kprobe argument position, tracepoint argument position, drop points).
 //! Each calls [`capture::handle`], which does the work.
+//!
+//! `unsafe` here is of three kinds, each with a `// SAFETY:` note: BPF
+//! helpers (the kernel checks their pointers; we pass our own buffers with
+//! their true sizes), reads of the per-CPU scratch maps (a program runs to
+//! the end on one CPU, so nothing else touches them meanwhile), and volatile
+//! reads of the configuration user space patched into the object.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use tracer_common::{
     Event,
     config::SKB_READ_MAX,
-    limits::{CLONING_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
+    limits::{CLONING_ENTRIES, LOST_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
     names,
 };
 
@@ -36,7 +36,7 @@ pub static SKB_COPY: PerCpuArray<[u8; SKB_READ_MAX as usize]> = PerCpuArray::wit
 /// Events that did not fit into `EVENTS`, keyed by probe (function address
 /// for kprobes, probe id for tracepoints).
 #[map]
-pub static LOST: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(8192, 0);
+pub static LOST: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(LOST_ENTRIES, 0);
 
 /// skbs that matched once, for `--filter-track-skb`.
 #[map]

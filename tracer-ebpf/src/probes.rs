@@ -27,6 +27,7 @@ use crate::{
 fn kprobe_site(ctx: &ProbeContext, reason: Option<u32>) -> Site {
     let id = skbtrace_probe_id();
     Site {
+        // SAFETY: `ctx` is this kprobe's context, as bpf_get_func_ip requires.
         func_ip: unsafe { bpf_get_func_ip(ctx.as_ptr()) },
         probe_id: id & !PROBE_ID_FREES,
         reason,
@@ -41,8 +42,10 @@ fn caller(ctx: &ProbeContext) -> u64 {
     if crate::capture::config_flags() & CFG_CALLER == 0 {
         return 0;
     }
+    // SAFETY: `ctx.regs` is the probe's saved registers, which the kernel passes in.
     let sp = unsafe { (*ctx.regs).rsp };
     let mut ret = 0u64;
+    // SAFETY: the helper checks the kernel address and writes 8 bytes into `ret`.
     unsafe { bpf_probe_read_kernel((&raw mut ret).cast(), 8, sp as *const _) };
     ret
 }
@@ -70,6 +73,7 @@ fn kprobe_arg_at(ctx: &ProbeContext, n: usize) -> u64 {
         }
     };
     let mut value = 0u64;
+    // SAFETY: the helper checks the address and writes 8 bytes into `value`.
     unsafe { bpf_probe_read_kernel((&raw mut value).cast(), 8, field.cast()) };
     value
 }
@@ -114,10 +118,12 @@ crate::names::check_program!(kprobe_drop_skb_1_reason_2, names::KPROBE_DROP_SKB_
 /// is the skb, which the drop reason, and whether the skb is freed here.
 #[kprobe]
 pub fn kprobe_multi_skb(ctx: ProbeContext) -> u32 {
+    // SAFETY: `ctx` is this kprobe-multi program's context, as bpf_get_attach_cookie requires.
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let skb = kprobe_arg_at(&ctx, cookie::skb_arg(cookie));
     let reason = cookie::reason_arg(cookie).map(|n| kprobe_arg_at(&ctx, n) as u32);
     let site = Site {
+        // SAFETY: `ctx` is this kprobe's context, as bpf_get_func_ip requires.
         func_ip: unsafe { bpf_get_func_ip(ctx.as_ptr()) },
         probe_id: 0,
         reason,
@@ -165,6 +171,7 @@ crate::names::check_program!(tp_kfree_skb, names::TP_KFREE_SKB);
 #[kprobe]
 pub fn kprobe_clone_entry(ctx: ProbeContext) -> u32 {
     let skb = kprobe_arg(&ctx, 0);
+    // SAFETY: TRACKED's values are plain u8s; the reference is dropped at once.
     if skb != 0 && unsafe { TRACKED.get(&skb) }.is_some() {
         let _ = CLONING.insert(&bpf_get_current_pid_tgid(), &skb, 0);
     }
@@ -176,6 +183,7 @@ crate::names::check_program!(kprobe_clone_entry, names::KPROBE_CLONE_ENTRY);
 #[kretprobe]
 pub fn kretprobe_clone_exit(ctx: RetProbeContext) -> u32 {
     let task = bpf_get_current_pid_tgid();
+    // SAFETY: CLONING's values are plain u64s; the reference is dropped at once.
     if unsafe { CLONING.get(&task) }.is_some() {
         let _ = CLONING.remove(&task);
         let copy: u64 = ctx.ret();

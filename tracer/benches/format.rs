@@ -62,7 +62,7 @@ fn main() -> io::Result<()> {
     let decode = f64::from(n) / started.elapsed().as_secs_f64();
     black_box(ports);
 
-    let mut rate = |printer: &mut dyn Consumer| -> io::Result<f64> {
+    let rate = |printer: &mut dyn Consumer| -> io::Result<f64> {
         let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, Timestamp::None);
         let started = Instant::now();
         for _ in 0..n {

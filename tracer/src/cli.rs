@@ -1,9 +1,11 @@
 //! Command-line flags (pwru's names where pwru has the flag), parsed by clap
 //! and then validated into a [`Config`](crate::config::Config).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
+
+use crate::generate::Generate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -30,12 +32,53 @@ pub enum Timestamp {
 
 /// Where did my packet go? Traces packets (sk_buffs) through the kernel's
 /// functions and says where they were dropped and why.
+///
+/// With `-- CMD [ARGS…]`, skbtrace attaches, then runs CMD, traces until it
+/// exits (and a grace period after), and exits with CMD's status, or with the
+/// assertion's code when --fail-on-drop or --expect-drop failed.
 #[derive(Debug, Parser)]
-#[command(name = "skbtrace", version, about, long_about = None)]
+#[command(name = "skbtrace", version = crate::VERSION, about = ABOUT, long_about = None, after_help = EXIT_CODES)]
 pub struct Args {
     /// pcap-filter expression, as for tcpdump (e.g. 'udp and dst port 4000'); run in the kernel.
     #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
+
+    /// Run this command once attached (no shell), and trace until it exits.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// After CMD exits, keep tracing this long for replies and resets in flight (e.g. 300ms, 2s) [default: 300ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+    /// End CMD after DURATION (SIGTERM, then SIGKILL) and exit 124, as timeout(1) does.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Without CMD: stop tracing after DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Under sudo, run CMD as root rather than as the invoking user (SUDO_UID, SUDO_GID).
+    #[arg(long)]
+    pub cmd_as_root: bool,
+    /// Exit with --drop-exit-code when a traced packet was dropped for one of REASONS (comma-separated
+    /// names with or without SKB_DROP_REASON_, globs like 'NETFILTER_*', '!NAME' to exclude); bare: any
+    /// reason but the benign ones (SKB_CONSUMED, SOCKET_CLOSE, TCP_OLD_DATA, TCP_OLD_SEQUENCE,
+    /// TCP_OLD_ACK, TCP_OFOMERGE, DUP_FRAG).
+    #[arg(long, value_name = "REASONS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub fail_on_drop: Option<String>,
+    /// Exit with --drop-exit-code unless a traced packet was dropped for one of REASONS.
+    #[arg(long, value_name = "REASONS", require_equals = true)]
+    pub expect_drop: Option<String>,
+    /// Exit with --drop-exit-code when events were lost (an assertion on incomplete data fails).
+    #[arg(long)]
+    pub fail_on_lost: bool,
+    /// The exit code of a failed assertion.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
+    pub drop_exit_code: u8,
+    /// Print the drop reasons this kernel has, for --fail-on-drop and --expect-drop, and exit.
+    #[arg(long)]
+    pub list_drop_reasons: bool,
+    /// Whether `--` was given (with or without a command after it).
+    #[arg(skip)]
+    pub dash_dash: bool,
 
     /// How to attach.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
@@ -113,4 +156,49 @@ pub struct Args {
     /// Show the eBPF programs' own diagnostics.
     #[arg(long)]
     pub debug: bool,
+
+    /// Write shell completions or the man page to standard output and exit.
+    #[arg(long, value_enum, hide = true, value_name = "KIND")]
+    pub generate: Option<Generate>,
+}
+
+/// `--grace`'s default: replies, ICMP errors and resets still in flight
+/// when a client exits arrive within a few round trips.
+pub const GRACE_DEFAULT: Duration = Duration::from_millis(300);
+
+/// One line on what skbtrace is, for `--help` and the man page's NAME.
+const ABOUT: &str = "where did my packet go? Traces packets (sk_buffs) through the kernel and says where they were \
+                     dropped and why";
+
+/// The command line's definition, for `--generate`.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
+/// Parses the command line; `--` alone (no command after it) is kept track
+/// of, since clap cannot tell it from no `--` at all.
+pub fn parse(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Args, clap::Error> {
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().collect();
+    let mut args = <Args as clap::Parser>::try_parse_from(&argv)?;
+    args.dash_dash = argv.iter().skip(1).any(|a| a == "--");
+    Ok(args)
+}
+
+/// `--help`'s last words: what each exit code means, in order of precedence.
+const EXIT_CODES: &str = "\
+Exit codes, the first that applies:
+  2    usage error (nothing was attached)
+  1    skbtrace failed (125 once CMD has started, so that it is not CMD's 1)
+  127  CMD not found; 126: CMD not executable
+  3    an assertion failed (--fail-on-drop, --expect-drop, --fail-on-lost; see --drop-exit-code)
+  124  --timeout ended CMD
+  N    CMD's own exit status (128+S when a signal S killed it)
+  0    otherwise";
+
+/// `300ms`, `2s`, `1m30s`, or a bare number of seconds as timeout(1) takes.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); e.g. 300ms, 2s, 1m"))
 }

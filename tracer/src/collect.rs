@@ -1,9 +1,13 @@
 //! The event loop: drains the ring buffer as it fills, has each event
 //! resolved and hands it to the consumers, and ends on SIGINT, SIGTERM, a
-//! closed reader or the line limit. It returns what it saw as a
+//! closed reader, the line limit, `--duration`, or a command's exit (and
+//! its grace period). It returns what it saw as a
 //! [`RunSummary`]; printing that is the consumers' job.
 
-use std::{io, time::Duration};
+use std::{
+    io,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuHashMap, RingBuf, StackTraceMap};
@@ -11,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tracer_common::{Event, names};
 
 use crate::{
-    config::EndSpec,
+    command::Running,
     loader::Loader,
     output::Consumers,
     resolve::Resolver,
@@ -23,6 +27,8 @@ use crate::{
 pub struct Maps {
     ring: RingBuf<MapData>,
     lost: PerCpuHashMap<MapData, u64, u64>,
+    /// What the eBPF programs log (`--debug`).
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 impl Maps {
@@ -38,32 +44,80 @@ impl Maps {
         } else {
             None
         };
-        Ok((Self { ring, lost }, stacks))
+        Ok((Self { ring, lost, logger: None }, stacks))
     }
 }
 
-/// Drains the ring until a stop, feeding `consumers`; returns the summary's
+/// When the loop ends, besides SIGINT and SIGTERM.
+pub struct Ending {
+    /// After this many events (with a command: stop printing, and wait for it).
+    pub limit: Option<u64>,
+    /// After this long (`--duration`).
+    pub duration: Option<Duration>,
+    /// When this command has exited and its grace period passed.
+    pub command: Option<(Running, Duration)>,
+}
+
+/// Drains the ring until the end, feeding `consumers`; returns the summary's
 /// counts (the caller adds what was attached and detached).
 pub fn run(
     rt: &tokio::runtime::Runtime,
     stop: &mut Stop,
     maps: Maps,
-    mut logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     resolver: &mut Resolver<'_>,
     consumers: &mut Consumers,
-    end: &EndSpec,
+    ending: Ending,
 ) -> anyhow::Result<RunSummary> {
-    let Maps { ring, lost } = maps;
-    let mut state = State { resolver, consumers, tally: Tally::default(), short: 0, limit: end.limit };
+    let Maps { ring, lost, mut logger } = maps;
+    let Ending { limit, duration, command } = ending;
+    let (mut command, grace) = match command {
+        Some((running, grace)) => (Some(running), grace),
+        None => (None, Duration::ZERO),
+    };
+    let mut state = State { resolver, consumers, tally: Tally::default(), short: 0, limit, command: command.is_some() };
     state.consumers.start()?;
     // SAFETY: the RingBuf owns its descriptor and lives inside the AsyncFd,
     // so the descriptor stays open for as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(io::Error::from).context("watching the ring buffer")?;
+    let started = Instant::now();
     let ended: anyhow::Result<End> = rt.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let duration_at = duration.map(|d| started + d);
+        let mut timeout_at = command.as_ref().and_then(|c| c.timeout).map(|t| started + t);
+        let mut kill_at = None;
+        let mut grace_until = None;
+        // What ends the loop once the command has exited.
+        let mut after_command = End::Command;
+        let running = |c: &Option<Running>| c.as_ref().is_some_and(Running::running);
         loop {
             tokio::select! {
-                _ = stop.wait() => return Ok(End::Signal),
+                signal = stop.wait() => match command.as_ref().filter(|c| c.running()) {
+                    // Passed on; the loop ends once the command has.
+                    Some(c) => {
+                        c.signal(if after_command == End::Signal { libc::SIGKILL } else { signal });
+                        after_command = End::Signal;
+                    }
+                    None => return Ok(End::Signal),
+                },
+                exited = wait_for(&mut command), if running(&command) => {
+                    exited.context("waiting for the command")?;
+                    if after_command == End::Signal {
+                        return Ok(End::Signal);
+                    }
+                    grace_until = Some(Instant::now() + grace);
+                }
+                _ = sleep_until(grace_until), if grace_until.is_some() => return Ok(after_command),
+                _ = sleep_until(timeout_at), if timeout_at.is_some() && running(&command) => {
+                    command.iter().for_each(|c| c.signal(libc::SIGTERM));
+                    after_command = End::Timeout;
+                    timeout_at = None;
+                    kill_at = Some(Instant::now() + KILL_AFTER);
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() && running(&command) => {
+                    command.iter().for_each(|c| c.signal(libc::SIGKILL));
+                    kill_at = None;
+                }
+                _ = sleep_until(duration_at), if duration_at.is_some() => return Ok(End::Duration),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
                     let ended = state.drain(guard.get_inner_mut())?;
@@ -87,8 +141,8 @@ pub fn run(
         }
     });
     let end = ended?;
-    if end == End::Signal {
-        // Events already in the ring happened before the signal: they count.
+    if end != End::Limit {
+        // Events already in the ring happened before the end: they count.
         state.drain(ring.get_mut())?;
         state.consumers.flush()?;
     }
@@ -102,8 +156,26 @@ pub fn run(
         lost_by_probe,
         drops: state.tally.drops(),
         end,
+        command: command.as_ref().map(Running::outcome),
         ..RunSummary::default()
     })
+}
+
+/// After `--timeout`'s SIGTERM, how long the command has before SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(2);
+
+async fn wait_for(command: &mut Option<Running>) -> io::Result<()> {
+    match command {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 struct State<'r, 'a> {
@@ -113,6 +185,8 @@ struct State<'r, 'a> {
     /// Records too short to be an event.
     short: u64,
     limit: Option<u64>,
+    /// A command runs: the limit stops the printing, not the loop.
+    command: bool,
 }
 
 impl State<'_, '_> {
@@ -123,10 +197,14 @@ impl State<'_, '_> {
                 continue;
             };
             drop(item);
+            if self.limit.is_some_and(|l| self.tally.events >= l) {
+                // Only with a command, which the loop waits for.
+                continue;
+            }
             let event = self.resolver.resolve(raw);
             self.tally.event(&event);
             self.consumers.event(&event)?;
-            if self.limit.is_some_and(|l| self.tally.events >= l) {
+            if !self.command && self.limit.is_some_and(|l| self.tally.events >= l) {
                 return Ok(Some(End::Limit));
             }
         }

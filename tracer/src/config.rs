@@ -6,6 +6,7 @@
 use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use regex::Regex;
@@ -15,7 +16,9 @@ use tracer_common::{
 };
 
 use crate::{
+    assertions::{AssertSpec, DropPatterns},
     cli::{Args, Backend, Timestamp},
+    command::CommandSpec,
     filter,
 };
 
@@ -39,6 +42,10 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 pub enum Task {
     /// Print the functions (or tracepoints) that would be traced.
     ListFuncs,
+    /// Print the kernel's drop reasons.
+    ListDropReasons,
+    /// Write shell completions or the man page.
+    Generate(crate::generate::Generate),
     /// Trace until the end condition.
     Trace,
 }
@@ -54,6 +61,10 @@ pub struct Config {
     pub maps: MapSizes,
     pub output: OutputSpec,
     pub end: EndSpec,
+    /// What the run must (not) see, and the exit code if it does (not).
+    pub assertions: AssertSpec,
+    /// Each drop an assertion fails on is also a GitHub Actions `::error`.
+    pub github_annotations: bool,
     /// Created once every probe is attached.
     pub ready_file: Option<PathBuf>,
     /// The run summary is written here at exit.
@@ -128,6 +139,10 @@ pub enum Format {
 pub struct EndSpec {
     /// After this many events.
     pub limit: Option<u64>,
+    /// After this long (no command).
+    pub duration: Option<Duration>,
+    /// When this command exits (and a grace period after).
+    pub command: Option<CommandSpec>,
 }
 
 impl Config {
@@ -147,6 +162,8 @@ impl Config {
         if !args.ring_size.is_power_of_two() || args.ring_size < 4 {
             return Err(usage(format!("--ring-size {} must be a power of two KiB, at least 4", args.ring_size)));
         }
+        let end = end_spec(&args)?;
+        let assertions = assert_spec(&args)?;
         let kernel = kernel_config(&args, expression.is_some())?;
         let filter = compile_filter(expression)?;
         let track = args.filter_track_skb;
@@ -167,7 +184,15 @@ impl Config {
             snaplen: args.snaplen,
         };
         Ok(Self {
-            task: if args.list_funcs { Task::ListFuncs } else { Task::Trace },
+            task: if let Some(kind) = args.generate {
+                Task::Generate(kind)
+            } else if args.list_funcs {
+                Task::ListFuncs
+            } else if args.list_drop_reasons {
+                Task::ListDropReasons
+            } else {
+                Task::Trace
+            },
             probes: ProbeSpec {
                 backend: args.backend,
                 filter_func,
@@ -178,13 +203,53 @@ impl Config {
             filter,
             maps,
             output,
-            end: EndSpec { limit: args.output_limit_lines },
+            end,
+            assertions,
+            github_annotations: std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
             ready_file: args.ready_file,
             summary_file: args.summary_file,
             verbose: args.verbose,
             debug: args.debug,
         })
     }
+}
+
+/// When to stop: `-- CMD` and its options, `--duration`, the line limit.
+fn end_spec(args: &Args) -> anyhow::Result<EndSpec> {
+    if args.dash_dash && args.command.is_empty() {
+        return Err(usage("`--` must be followed by a command to run, e.g. `-- curl http://10.0.0.2/`"));
+    }
+    if args.command.is_empty() {
+        for (given, flag) in [
+            (args.grace.is_some(), "--grace"),
+            (args.timeout.is_some(), "--timeout"),
+            (args.cmd_as_root, "--cmd-as-root"),
+        ] {
+            if given {
+                return Err(usage(format!("{flag} applies to a command: add `-- CMD [ARGS…]` at the end")));
+            }
+        }
+    } else if args.duration.is_some() {
+        return Err(usage("--duration is for traces without a command; with `-- CMD` use --timeout"));
+    }
+    let command = (!args.command.is_empty())
+        .then(|| {
+            let grace = args.grace.unwrap_or(crate::cli::GRACE_DEFAULT);
+            CommandSpec::new(args.command.clone(), args.cmd_as_root, grace, args.timeout)
+        })
+        .transpose()?;
+    // pwru's meaning: 0 is no limit.
+    let limit = args.output_limit_lines.filter(|&n| n > 0);
+    Ok(EndSpec { limit, duration: args.duration, command })
+}
+
+fn assert_spec(args: &Args) -> anyhow::Result<AssertSpec> {
+    Ok(AssertSpec {
+        fail_on_drop: args.fail_on_drop.as_deref().map(|s| DropPatterns::parse(s, "--fail-on-drop")).transpose()?,
+        expect_drop: args.expect_drop.as_deref().map(|s| DropPatterns::parse(s, "--expect-drop")).transpose()?,
+        fail_on_lost: args.fail_on_lost,
+        exit_code: args.drop_exit_code,
+    })
 }
 
 /// The in-kernel filters and recording options.

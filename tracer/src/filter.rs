@@ -43,8 +43,6 @@ pub struct Insn {
 
 impl Insn {
     /// The kernel's encoding: code, `dst | src << 4`, then `off` and `imm` little-endian.
-    // By reference, so that `iter().flat_map(Insn::to_bytes)` reads well.
-    #[allow(clippy::wrong_self_convention)]
     pub fn to_bytes(&self) -> [u8; 8] {
         let off = self.off.to_le_bytes();
         let imm = self.imm.to_le_bytes();

@@ -10,6 +10,10 @@
 //! - `resolve`, `packet`: events given names (function, drop reason, process, stack) and tuples.
 //! - `output`: the consumers (text, JSON, pcap-ng, summary), and `summary`: what a run saw.
 
+/// What `skbtrace --version` prints after the name: the package version and
+/// the commit it was built from (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SKBTRACE_COMMIT"), ")");
+
 /// One `skbtrace: …` line on stderr. Unlike `eprintln!`, a closed stderr
 /// (`skbtrace 2>&1 | head`) drops the line instead of panicking.
 #[macro_export]
@@ -20,12 +24,15 @@ macro_rules! note {
     }};
 }
 
+pub mod assertions;
 pub mod btf;
 pub mod cli;
 pub mod collect;
+pub mod command;
 pub mod config;
 pub mod decode;
 pub mod filter;
+pub mod generate;
 pub mod ksym;
 pub mod loader;
 pub mod netns;

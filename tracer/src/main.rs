@@ -3,34 +3,53 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use tracer::{cli::Args, config::Config};
+use tracer::config::Config;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match tracer::cli::parse(std::env::args_os()) {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    // --debug shows skbtrace's own diagnostics and the eBPF side's (aya-log
-    // records carry the eBPF crate's module path), not every library's.
+    let outcome = Config::from_args(args).and_then(|cfg| {
+        init_logger(cfg.debug);
+        tracer::run::run(cfg)
+    });
+    match outcome {
+        Ok(summary) => ExitCode::from(summary.map_or(0, |s| s.exit_code)),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracer::note!("{e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// --debug shows skbtrace's own diagnostics and the eBPF side's (aya-log
+/// records carry the eBPF crate's module path), not every library's.
+fn init_logger(debug: bool) {
     let mut logger = env_logger::Builder::new();
     logger.filter_level(log::LevelFilter::Warn).format_timestamp(None);
-    if args.debug {
+    if debug {
         logger.filter_module("tracer", log::LevelFilter::Debug);
         logger.filter_module("tracer_ebpf", log::LevelFilter::Debug);
     }
     logger.init();
+}
 
-    match Config::from_args(args).and_then(tracer::run::run) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracer::note!("{e:#}");
-            if e.downcast_ref::<tracer::config::UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
-        }
+/// Usage 2; a command that cannot run 127 or 126, as in a shell; a failure
+/// once the command has started 125; any other failure 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<tracer::config::UsageError>().is_some() {
+        2
+    } else if let Some(c) = e.downcast_ref::<tracer::command::CannotRun>() {
+        c.code
+    } else if e.downcast_ref::<tracer::command::AfterStart>().is_some() {
+        125
+    } else {
+        1
     }
 }
 

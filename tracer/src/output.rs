@@ -119,6 +119,44 @@ impl Consumer for SummaryFile {
     }
 }
 
+/// Under GitHub Actions: each drop a failed assertion matched, as an
+/// `::error` workflow command (on stderr, which the runner reads too), so
+/// that it shows on the job's page.
+pub struct GithubAnnotations;
+
+impl Consumer for GithubAnnotations {
+    fn event(&mut self, _: &TraceEvent) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
+        use io::Write as _;
+        let failed: Vec<&str> = summary
+            .assertions
+            .iter()
+            .filter(|a| !a.passed)
+            .flat_map(|a| a.matched_reasons.iter().map(String::as_str))
+            .collect();
+        let mut err = io::stderr().lock();
+        for d in summary.drops.iter().filter(|d| failed.contains(&d.reason.as_str())) {
+            // Workflow commands end at a newline; '%' starts an escape.
+            let text =
+                format!("{}x {} at {} (netns {}, {}, {})", d.count, d.reason, d.location, d.netns, d.ifname, d.tuple)
+                    .replace('%', "%25")
+                    .replace('\n', "%0A");
+            writeln!(err, "::error title=skbtrace: packet dropped::{text}")?;
+        }
+        for a in summary.assertions.iter().filter(|a| !a.passed && a.matched_reasons.is_empty()) {
+            writeln!(err, "::error title=skbtrace: {} failed::{} matched {}", a.assertion, a.reasons, a.matched)?;
+        }
+        Ok(())
+    }
+}
+
 /// The summary in a few words on stderr.
 struct SummaryNote;
 

@@ -134,6 +134,18 @@ impl DropReasons {
         value.to_string()
     }
 
+    /// Every reason, by value.
+    pub fn by_value(&self) -> Vec<(u32, &str)> {
+        let mut all: Vec<(u32, &str)> = self
+            .core
+            .iter()
+            .chain(self.subsys.values().flat_map(|names| names.iter()))
+            .map(|(v, n)| (*v, n.as_str()))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Every name this kernel has, core reasons first.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.core.values().chain(self.subsys.values().flat_map(HashMap::values)).map(String::as_str)

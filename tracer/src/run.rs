@@ -3,14 +3,16 @@
 //! only orders them (and overlaps the slow reads of kernel lists with work
 //! that does not need them).
 
-use std::{collections::HashSet, os::fd::AsRawFd as _, thread::JoinHandle, time::Instant};
+use std::{collections::HashSet, io::Write as _, os::fd::AsRawFd as _, thread::JoinHandle, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 
 use crate::{
+    assertions,
     btf::KernelBtf,
     cli::Backend,
     collect,
+    command::AfterStart,
     config::{Config, Kmods, ProbeSpec, Task},
     ksym,
     loader::{Loader, Programs},
@@ -32,6 +34,19 @@ pub fn run(cfg: Config) -> anyhow::Result<Option<RunSummary>> {
             let mut kernel = Kernel::discover(&cfg.probes)?;
             let plan = kernel.plan(&cfg.probes)?;
             plan.list(&mut std::io::stdout().lock()).context("writing the function list")?;
+            Ok(None)
+        }
+        Task::ListDropReasons => {
+            let btf = KernelBtf::open()?;
+            let mut out = std::io::stdout().lock();
+            for (value, name) in DropReasons::from_btf(&btf).by_value() {
+                writeln!(out, "{value}\t{name}").context("writing the drop reasons")?;
+            }
+            Ok(None)
+        }
+        Task::Generate(kind) => {
+            let what = || format!("writing --generate {kind:?} to standard output");
+            crate::generate::write(kind, &mut std::io::stdout().lock()).with_context(what)?;
             Ok(None)
         }
         Task::Trace => trace(cfg).map(Some),
@@ -87,16 +102,20 @@ impl Kernel {
 fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     let boot_offset_ns = resolve::boot_offset_ns();
     let mut consumers = output::open(&cfg.output, cfg.summary_file.as_deref(), boot_offset_ns)?;
+    if cfg.github_annotations {
+        consumers.push(Box::new(output::GithubAnnotations));
+    }
     privileges::check()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the event loop")?;
     let _guard = rt.enter();
     let mut stop = Stop::install()?;
 
     let mut kernel = Kernel::discover(&cfg.probes)?;
-    let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &mut stop)?;
     // What the event loop needs is ready before the ready file says so
     // (events that wait unread make the eBPF side wake us harder).
     let reasons = DropReasons::from_btf(&kernel.btf);
+    cfg.assertions.validate(&reasons)?;
+    let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &mut stop)?;
     let Kernel { btf, mut kallsyms, .. } = kernel;
     let mut summary = if stop.requested() {
         RunSummary::default()
@@ -104,8 +123,8 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         if attached.count == 0 {
             bail!("nothing could be attached ({}); run with --verbose to see why", attached.summary());
         }
-        let logger = if cfg.debug { ebpf_logger(&attached) } else { None };
-        let (maps, stacks) = collect::Maps::take(&mut loader, cfg.output.stack)?;
+        let (mut maps, stacks) = collect::Maps::take(&mut loader, cfg.output.stack)?;
+        maps.logger = if cfg.debug { ebpf_logger(&attached) } else { None };
         // The BTF (megabytes) is not needed any more: free it and hand the
         // pages back, so that a long trace stays small.
         drop(btf);
@@ -114,10 +133,18 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         if let Some(path) = &cfg.ready_file {
             std::fs::write(path, b"ready\n").with_context(|| format!("writing --ready-file {}", path.display()))?;
         }
+        let command = cfg.end.command.as_ref().map(|c| Ok::<_, anyhow::Error>((c.spawn()?, c.grace))).transpose()?;
+        let ending = collect::Ending { limit: cfg.end.limit, duration: cfg.end.duration, command };
+        let started = ending.command.is_some();
         // Events wait in the ring buffer until the symbols that name them are in.
-        let kallsyms = kallsyms.get()?;
-        let mut resolver = Resolver::new(kallsyms, &attached.probes, &reasons, stacks, cfg.output.timestamp);
-        collect::run(&rt, &mut stop, maps, logger, &mut resolver, &mut consumers, &cfg.end)?
+        let collected = kallsyms.get().and_then(|kallsyms| {
+            let mut resolver = Resolver::new(kallsyms, &attached.probes, &reasons, stacks, cfg.output.timestamp);
+            collect::run(&rt, &mut stop, maps, &mut resolver, &mut consumers, ending)
+        });
+        match collected {
+            Err(e) if started => return Err(e.context(AfterStart)),
+            other => other?,
+        }
     };
     summary.backend = attached.backend;
     summary.attached = attached.count;
@@ -126,8 +153,12 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     let detach_started = Instant::now();
     summary.detached = attached.detach();
     summary.detach_seconds = detach_started.elapsed().as_secs_f64();
-    consumers.finish(&summary)?;
-    Ok(summary)
+    assertions::judge(&cfg.assertions, &mut summary);
+    let finished = consumers.finish(&summary);
+    match finished {
+        Err(e) if summary.command.is_some() => Err(anyhow::Error::from(e).context(AfterStart)),
+        other => other.map(|()| summary).map_err(Into::into),
+    }
 }
 
 /// Loads the programs and attaches them where the plan says; returns the

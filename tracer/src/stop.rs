@@ -14,6 +14,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 pub struct Stop {
     sigint: Signal,
     sigterm: Signal,
+    /// A signal seen by [`requested`](Self::requested) and not yet returned
+    /// by [`wait`](Self::wait).
+    pending: Option<i32>,
     requested: bool,
 }
 
@@ -23,6 +26,7 @@ impl Stop {
         Ok(Self {
             sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            pending: None,
             requested: false,
         })
     }
@@ -33,23 +37,28 @@ impl Stop {
             return true;
         }
         let mut cx = Context::from_waker(Waker::noop());
-        let int = matches!(self.sigint.poll_recv(&mut cx), Poll::Ready(_));
-        let term = matches!(self.sigterm.poll_recv(&mut cx), Poll::Ready(_));
-        self.requested = int || term;
+        if matches!(self.sigint.poll_recv(&mut cx), Poll::Ready(_)) {
+            self.pending = Some(libc::SIGINT);
+        } else if matches!(self.sigterm.poll_recv(&mut cx), Poll::Ready(_)) {
+            self.pending = Some(libc::SIGTERM);
+        }
+        self.requested = self.pending.is_some();
         self.requested
     }
 
-    /// Waits for a stop signal.
-    pub async fn wait(&mut self) {
-        if self.requested {
-            return;
+    /// Waits for the next stop signal and returns it (`SIGINT` or
+    /// `SIGTERM`), so that it can be passed on to a command. Cancel-safe.
+    pub async fn wait(&mut self) -> i32 {
+        if let Some(signal) = self.pending.take() {
+            return signal;
         }
         let int = pin!(self.sigint.recv());
         let term = pin!(self.sigterm.recv());
-        tokio::select! {
-            _ = int => {}
-            _ = term => {}
-        }
+        let signal = tokio::select! {
+            _ = int => libc::SIGINT,
+            _ = term => libc::SIGTERM,
+        };
         self.requested = true;
+        signal
     }
 }

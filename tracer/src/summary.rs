@@ -18,6 +18,12 @@ pub enum End {
     Signal,
     /// `--output-limit-lines` reached.
     Limit,
+    /// CMD exited (and the grace period after it passed).
+    Command,
+    /// `--timeout` ended CMD.
+    Timeout,
+    /// `--duration` passed.
+    Duration,
 }
 
 /// The final JSON object, `{"summary": …}`; every field is always present.
@@ -39,6 +45,36 @@ pub struct RunSummary {
     pub detached: usize,
     pub detach_seconds: f64,
     pub end: End,
+    /// CMD and how it ended, or null without one.
+    pub command: Option<CommandOutcome>,
+    /// Each assertion asked for, and whether it held.
+    pub assertions: Vec<crate::assertions::Outcome>,
+    /// What skbtrace exits with.
+    pub exit_code: u8,
+}
+
+/// The command run under trace, and how it ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CommandOutcome {
+    pub argv: Vec<String>,
+    pub pid: u32,
+    /// Its exit status, when it exited.
+    pub status: Option<i32>,
+    /// The signal that killed it, when one did.
+    pub signal: Option<i32>,
+    /// From start to exit.
+    pub seconds: f64,
+}
+
+impl CommandOutcome {
+    /// Its status as a shell reports it: 128+N when signal N killed it.
+    pub fn exit_code(&self) -> u8 {
+        match (self.status, self.signal) {
+            (Some(code), _) => code.clamp(0, 255) as u8,
+            (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+            (None, None) => 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -87,6 +123,39 @@ impl RunSummary {
             ));
         }
         lines.push(format!("{} events", self.events));
+        for d in &self.drops {
+            let at = if d.location.is_empty() { &d.func } else { &d.location };
+            lines.push(format!(
+                "dropped {}× {} at {at} (netns {}, {}; first {})",
+                d.count,
+                d.reason,
+                d.netns,
+                if d.ifname.is_empty() { "no device" } else { &d.ifname },
+                if d.tuple.is_empty() { "no tuple" } else { &d.tuple }
+            ));
+        }
+        if let Some(c) = &self.command {
+            let how = match (c.status, c.signal) {
+                (Some(code), _) => format!("exited {code}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                (None, None) => "did not finish".to_owned(),
+            };
+            lines.push(format!("{} {how} after {:.1}s", c.argv.join(" "), c.seconds));
+        }
+        for a in &self.assertions {
+            let flag = a.assertion.replace('_', "-");
+            let given = if a.reasons.is_empty() { String::new() } else { format!("={}", a.reasons) };
+            let verdict = if a.passed { "passed" } else { "FAILED" };
+            let what = match a.assertion {
+                "fail_on_lost" => format!("{} events lost", a.matched),
+                _ if a.matched_reasons.is_empty() => "no matching drop".to_owned(),
+                _ => format!("{} matching drops: {}", a.matched, a.matched_reasons.join(", ")),
+            };
+            lines.push(format!("--{flag}{given} {verdict}: {what}"));
+        }
+        if self.exit_code != 0 {
+            lines.push(format!("exit code {}", self.exit_code));
+        }
         lines
     }
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod setup;
 
 use std::{
@@ -64,6 +65,9 @@ enum Cmd {
     Demo,
     /// Measure skbtrace (overhead, accounting, memory, time to ready) into BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Build a statically linked release skbtrace, with completions and man
+    /// page, into target/dist/ (a folder, a .tar.gz, SHA-256 checksums).
+    Dist,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let bin = build(true)?;
             bench::run(&bin, &args)
         }
+        Cmd::Dist => {
+            setup::dist()?;
+            dist::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -129,6 +138,17 @@ fn run_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCod
 }
 
 fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
+    // The tools' rules first: formatting, then every lint (clippy builds
+    // the eBPF object too, through tracer's build script).
+    for (what, args) in [
+        ("cargo fmt --check", &["fmt", "--all", "--check"][..]),
+        ("cargo clippy", &["clippy", "--all-targets", "--", "-D", "warnings"][..]),
+    ] {
+        let status = Command::new("cargo").current_dir(workspace_root()).args(args).status();
+        if !status.with_context(|| format!("running {what}"))?.success() {
+            bail!("{what} failed: fix what it printed (`cargo fmt --all` formats)");
+        }
+    }
     build(false)?;
     // Output is passed through as it comes and counted, so that the run ends
     // with one line totalling every test binary.
