@@ -329,9 +329,10 @@ mod tests {
     #[test]
     fn waits_for_ready_and_reads_the_summary() {
         let summary = r#"{"summary":{"events":1,"lost":0,"lost_by_probe":[],"drops":[],"backend":"tracepoint","attached":2,"skipped":0,"attach_seconds":0.1,"detached":2,"detach_seconds":0.0,"end":"signal"}}"#;
-        // $2 is the ready file, $4 the summary file.
+        // $2 is the ready file, $4 the summary file. The trap comes first:
+        // SIGINT may follow the ready file at once.
         let script = format!(
-            "echo event; echo '{summary}' > \"$4\"; touch \"$2\"; trap 'exit 0' INT; while :; do sleep 0.01; done"
+            "trap 'exit 0' INT; echo event; echo '{summary}' > \"$4\"; touch \"$2\"; while :; do sleep 0.01; done"
         );
         let mut tracer = fake(&script).spawn().unwrap();
         tracer.wait_ready().unwrap();

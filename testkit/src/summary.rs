@@ -68,8 +68,11 @@ pub enum End {
     Signal,
     /// `--output-limit-lines` was reached.
     Limit,
-    /// The traced command exited.
+    /// The traced command (`-- CMD`) exited.
     Command,
+    /// `--timeout` ended the traced command.
+    Timeout,
+    /// `--duration` passed.
     Duration,
 }
 
@@ -168,6 +171,11 @@ mod tests {
             assert_eq!(serde_json::from_str::<Backend>(&format!("{:?}", b.name())).unwrap(), b);
         }
         assert!("auto".parse::<Backend>().is_err());
+        let end = |name: &str| serde_json::from_str::<End>(&format!("{name:?}")).unwrap();
+        assert_eq!(
+            ["signal", "limit", "command", "timeout", "duration"].map(end),
+            [End::Signal, End::Limit, End::Command, End::Timeout, End::Duration]
+        );
     }
 
     #[test]
