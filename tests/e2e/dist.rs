@@ -13,7 +13,7 @@ use object::read::elf::{Dyn as _, ElfFile64, ProgramHeader as _};
 fn dist() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
-        .current_dir(xtask::workspace_root())
+        .current_dir(testkit::workspace_root())
         .args(["xtask", "dist"])
         .output()
         .expect("running cargo xtask dist");
@@ -26,7 +26,8 @@ fn dist() -> PathBuf {
 /// `git rev-parse --short HEAD`, or None outside a git checkout; under CI
 /// that is a failure, since the commit in `--version` then goes unchecked.
 fn head_commit() -> Option<String> {
-    let out = Command::new("git").current_dir(xtask::workspace_root()).args(["rev-parse", "--short", "HEAD"]).output();
+    let out =
+        Command::new("git").current_dir(testkit::workspace_root()).args(["rev-parse", "--short", "HEAD"]).output();
     let head = out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if head.is_none() {
         assert!(std::env::var_os("CI").is_none(), "dist: git rev-parse HEAD failed and CI is set: this is a failure");

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::util::cmd;
+use crate::skbtrace as cmd;
 
 /// What skbtrace does with a pwru flag.
 #[derive(Clone, Copy, Debug)]

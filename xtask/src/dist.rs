@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use object::read::elf::{Dyn as _, ElfFile64, ProgramHeader as _};
-use xtask::workspace_root;
+use testkit::workspace_root;
 
 /// glibc, linked statically (`+crt-static`). The musl target would need
 /// its own libpcap build with musl-gcc and musl's slower allocator.

@@ -81,8 +81,7 @@ fn apt_packages(packages: &[&'static str]) -> anyhow::Result<()> {
 
 /// Runs root-only commands directly as root, else through sudo.
 fn sudo_prefix() -> Vec<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 { vec!["env".into()] } else { vec!["sudo".into()] }
+    if testkit::ci::is_root() { vec!["env".into()] } else { vec!["sudo".into()] }
 }
 
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {
@@ -146,7 +145,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
         .context("the nightly toolchain has no libLLVM.so.*; reinstall it with `rustup toolchain install nightly`")?;
-    let prefix = crate::workspace_root().join("target/llvm-prefix");
+    let prefix = testkit::workspace_root().join("target/llvm-prefix");
     std::fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");
     let _ = std::fs::remove_file(&link);

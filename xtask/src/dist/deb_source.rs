@@ -35,8 +35,7 @@ pub fn fetch(package: &str, apt_dir: &Path, dest: &Path) -> anyhow::Result<PathB
             .arg(format!("Dir::State::Lists={}", apt_dir.join("lists").display()))
             .arg("-o")
             .arg(format!("Dir::Cache={}", apt_dir.join("cache").display()));
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if testkit::ci::is_root() {
             // apt's download user cannot write under target/; root can.
             cmd.args(["-o", "APT::Sandbox::User=root"]);
         }
