@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod event;
 pub mod limits;
 pub mod names;
+pub mod skb_out;
 
 pub use config::Config;
 pub use event::Event;

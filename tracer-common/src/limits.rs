@@ -30,6 +30,10 @@ pub const FILTER_L3_SYMBOL: &str = "skbtrace_filter_l3";
 /// Name of the eBPF subprogram that user space replaces with the compiled
 /// `--filter-skb-expr` expression; it takes the `struct sk_buff *`.
 pub const FILTER_SKB_EXPR_SYMBOL: &str = "skbtrace_filter_skb_expr";
+/// Name of the eBPF subprogram that user space replaces with code reading the
+/// `--output-skb-metadata` fields; it takes the `struct sk_buff *` and where
+/// to write them (`skb_out::SkbOutHeader::metadata`).
+pub const SKB_METADATA_SYMBOL: &str = "skbtrace_skb_metadata";
 /// Name of the eBPF subprogram that user space replaces, per loaded copy of a
 /// tracepoint program, with one that returns that copy's probe id.
 pub const PROBE_ID_SYMBOL: &str = "skbtrace_probe_id";

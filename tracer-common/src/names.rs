@@ -55,6 +55,13 @@ pub const MAP_STACKS: &str = "STACKS";
 pub const MAP_CLONING: &str = "CLONING";
 /// The read-only configuration global.
 pub const GLOBAL_CONFIG: &str = "CONFIG";
+/// Records of `--output-skb-metadata`, `--output-skb-cb`, `--output-skb` and
+/// `--output-skb-shared-info` (`skb_out`).
+pub const MAP_SKB_OUT: &str = "SKB_OUT";
+/// Per-CPU buffer where such a record is built (`--set-percpu-buf`).
+pub const MAP_SKB_OUT_BUF: &str = "SKB_OUT_BUF";
+/// Their read-only configuration global (`skb_out::SkbOutConfig`).
+pub const GLOBAL_SKB_OUT: &str = "SKB_OUT_CONFIG";
 
 /// Whether two names are equal, in a `const` context.
 pub const fn same(a: &str, b: &str) -> bool {

@@ -236,6 +236,11 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         -1
     };
 
+    // `--output-skb` and friends: their record goes first (`skb_dump.rs`).
+    if crate::skb_dump::wanted() != 0 {
+        crate::skb_dump::send(skb, ev.ktime_ns, ev.cpu);
+    }
+
     // Batch wake-ups: waking the reader per event costs more than the event.
     // Wake it once, when this event fills the ring past the mark; below the
     // mark, and above it once woken, its 50 ms timer drains the ring.

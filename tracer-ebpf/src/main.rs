@@ -20,6 +20,8 @@ mod maps;
 mod names;
 #[cfg(target_arch = "bpf")]
 mod probes;
+#[cfg(target_arch = "bpf")]
+mod skb_dump;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
