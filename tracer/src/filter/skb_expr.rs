@@ -56,6 +56,7 @@
 
 mod check;
 mod codegen;
+pub mod fields;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -150,6 +151,15 @@ impl fmt::Display for SkbExprError {
 }
 
 impl std::error::Error for SkbExprError {}
+
+impl SkbExprError {
+    /// The message without the flag's name, for the other flags that take field paths
+    /// (`--output-skb-metadata`).
+    pub fn detail(&self) -> String {
+        let message = self.to_string();
+        message.strip_prefix("--filter-skb-expr: ").map_or_else(|| message.clone(), str::to_owned)
+    }
+}
 
 /// Compiles `expr` into the subprogram described in the module docs, against the running
 /// kernel's types.

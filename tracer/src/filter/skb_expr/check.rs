@@ -50,6 +50,27 @@ pub fn check(src: &str, expr: &Expr, layout: &impl Layout) -> Result<Typed, SkbE
     Ok(value)
 }
 
+/// The object a field path names (`skb->dev->name`), for the flags that print fields rather than
+/// test them.
+pub struct Object {
+    pub place: Place,
+    pub ty: CType,
+    /// A bitfield's `(shift, bits)` past `place.offset`.
+    pub bitfield: Option<(u32, u32)>,
+}
+
+/// The object `expr` names; an error unless it is a field path.
+pub fn object(src: &str, expr: &Expr, layout: &impl Layout) -> Result<Object, SkbExprError> {
+    let checker = Checker { src, layout };
+    match checker.operand(expr)? {
+        Operand::Object { place, ty, bitfield } => Ok(Object { place, ty, bitfield }),
+        _ => Err(SkbExprError::Unsupported {
+            expr: checker.text(expr),
+            message: "not a field: expected a path such as skb->dev->ifindex".to_owned(),
+        }),
+    }
+}
+
 fn long(node: Node) -> Typed {
     Typed { node, signed: true }
 }

@@ -77,11 +77,31 @@ pub fn generate(root: &Typed) -> Result<Vec<Insn>, SkbExprError> {
     if g.insns.len() > MAX_INSNS || stack > MAX_STACK {
         return Err(SkbExprError::TooLarge { insns: g.insns.len(), stack });
     }
-    for &(at, label) in &g.fixups {
-        let target = g.labels[label].expect("every label is bound");
-        g.insns[at].off = i16::try_from(target as isize - at as isize - 1).expect("MAX_INSNS keeps jumps short");
+    Ok(g.finish())
+}
+
+/// The `--output-skb-metadata` subprogram (`fields.rs` states its contract): field `i`, `size`
+/// bytes at `place`, is copied to `r2 + i * slot`; a NULL pointer or a failed read on the way
+/// to it skips to the next field.
+pub fn generate_reads(reads: &[(Place, u8)], slot: usize) -> Vec<Insn> {
+    const OUT: u8 = 7;
+    let mut g =
+        Gen { insns: Vec::new(), labels: Vec::new(), fixups: Vec::new(), fail: 0, fail_used: false, buf: 8, slots: 0 };
+    g.push(Insn::alu64_reg(MOV, SKB, R1));
+    g.push(Insn::alu64_reg(MOV, OUT, R2));
+    for (i, (place, size)) in reads.iter().enumerate() {
+        g.fail = g.label();
+        g.address(place);
+        g.push(Insn::alu64_reg(MOV, R1, OUT));
+        g.add(R1, (i * slot) as u32);
+        g.push(Insn::alu64_imm(MOV, R2, i32::from(*size)));
+        // On failure the helper zeroes the slot: nothing to test.
+        g.push(Insn::new(JMP | CALL, 0, 0, 0, BPF_FUNC_PROBE_READ_KERNEL));
+        g.bind(g.fail);
     }
-    Ok(g.insns)
+    g.push(Insn::alu64_imm(MOV, R0, 0));
+    g.push(Insn::exit());
+    g.finish()
 }
 
 fn longest_string(t: &Typed) -> usize {
@@ -102,6 +122,15 @@ fn imm(v: u64) -> Option<i32> {
 }
 
 impl Gen {
+    /// The instructions, with every jump pointed at its label.
+    fn finish(mut self) -> Vec<Insn> {
+        for &(at, label) in &self.fixups {
+            let target = self.labels[label].expect("every label is bound");
+            self.insns[at].off = i16::try_from(target as isize - at as isize - 1).expect("MAX_INSNS keeps jumps short");
+        }
+        self.insns
+    }
+
     fn push(&mut self, insn: Insn) {
         self.insns.push(insn);
     }
