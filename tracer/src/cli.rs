@@ -144,6 +144,22 @@ pub struct Args {
     /// Print the caller of each traced function (kprobes).
     #[arg(long)]
     pub output_caller: bool,
+    /// Print these skb fields after FUNC, e.g. 'skb->hash,skb->dev->name' (at most 4; integers, enums,
+    /// pointers, char arrays), as NAME=VALUE; checked against the kernel's BTF, read in the kernel.
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub output_skb_metadata: Vec<String>,
+    /// Print the five u32s of ((struct qdisc_skb_cb *)skb->cb)->data after the meta columns.
+    #[arg(long)]
+    pub output_skb_cb: bool,
+    /// Print the whole struct sk_buff, as the kernel's BTF describes it (bpf_snprintf_btf).
+    #[arg(long)]
+    pub output_skb: bool,
+    /// Print the skb's struct skb_shared_info, likewise.
+    #[arg(long)]
+    pub output_skb_shared_info: bool,
+    /// Room for each --output-skb and --output-skb-shared-info dump, in bytes; longer dumps are cut.
+    #[arg(long, default_value_t = tracer_common::skb_out::DUMP_BYTES_DEFAULT, value_name = "BYTES")]
+    pub set_percpu_buf: u32,
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub output_json: bool,
@@ -272,22 +288,10 @@ pub struct PwruNotYet {
     pub output_bpfmap: bool,
     #[arg(long, hide = true, value_name = "FIELDS")]
     pub output_xdp_metadata: Option<String>,
-    #[arg(long, hide = true)]
-    pub output_skb: bool,
-    #[arg(long, hide = true)]
-    pub output_skb_shared_info: bool,
-    #[arg(long, hide = true)]
-    pub output_skb_cb: bool,
-    #[arg(long, hide = true, value_name = "FIELDS")]
-    pub output_skb_metadata: Option<String>,
-    #[arg(long, hide = true, value_name = "BYTES")]
-    pub set_percpu_buf: Option<u64>,
 }
 
 const LATER_FENTRY: &str =
     "tracing tc and XDP BPF programs (fentry/fexit) and the BPF helpers they call is a later step";
-const SKB_DUMPS: &str =
-    "printing sk_buff fields is a later step; --output-json has len, mark, protocol, device and netns";
 
 impl PwruNotYet {
     /// The first flag given, and why skbtrace refuses it.
@@ -323,15 +327,6 @@ impl PwruNotYet {
                 self.filter_kprobe_batch.is_some(),
                 "--filter-kprobe-batch",
                 "skbtrace attaches in parallel and sizes its batches itself; there is no knob",
-            ),
-            (self.output_skb, "--output-skb", SKB_DUMPS),
-            (self.output_skb_shared_info, "--output-skb-shared-info", SKB_DUMPS),
-            (self.output_skb_cb, "--output-skb-cb", SKB_DUMPS),
-            (self.output_skb_metadata.is_some(), "--output-skb-metadata", SKB_DUMPS),
-            (
-                self.set_percpu_buf.is_some(),
-                "--set-percpu-buf",
-                "it sizes pwru's buffer for --output-skb, which skbtrace does not have yet",
             ),
         ]
         .into_iter()

@@ -19,6 +19,7 @@ use crate::{
     loader::Loader,
     output::Consumers,
     resolve::Resolver,
+    skb_out,
     stop::Stop,
     summary::{End, LostAt, RunSummary, Tally},
 };
@@ -29,6 +30,8 @@ pub struct Maps {
     lost: PerCpuHashMap<MapData, u64, u64>,
     /// What the eBPF programs log (`--debug`).
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// The records of `--output-skb` and friends.
+    pub skb_out: Option<skb_out::reader::Reader>,
 }
 
 impl Maps {
@@ -44,7 +47,7 @@ impl Maps {
         } else {
             None
         };
-        Ok((Self { ring, lost, logger: None }, stacks))
+        Ok((Self { ring, lost, logger: None, skb_out: None }, stacks))
     }
 }
 
@@ -68,13 +71,14 @@ pub fn run(
     consumers: &mut Consumers,
     ending: Ending,
 ) -> anyhow::Result<RunSummary> {
-    let Maps { ring, lost, mut logger } = maps;
+    let Maps { ring, lost, mut logger, skb_out } = maps;
     let Ending { limit, duration, command } = ending;
     let (mut command, grace) = match command {
         Some((running, grace)) => (Some(running), grace),
         None => (None, Duration::ZERO),
     };
-    let mut state = State { resolver, consumers, tally: Tally::default(), short: 0, limit, command: command.is_some() };
+    let mut state =
+        State { resolver, consumers, skb_out, tally: Tally::default(), short: 0, limit, command: command.is_some() };
     state.consumers.start()?;
     // SAFETY: the RingBuf owns its descriptor and lives inside the AsyncFd,
     // so the descriptor stays open for as long as it is registered.
@@ -146,6 +150,9 @@ pub fn run(
     if state.short > 0 {
         log::warn!("{} ring buffer records were too short to be events; counted as lost", state.short);
     }
+    if let Some(missing) = state.skb_out.as_ref().map(|r| r.missing).filter(|&n| n > 0) {
+        log::warn!("{missing} events came without their --output-skb… fields: their ring buffer was full");
+    }
     let lost_by_probe = lost_by_probe(&lost, state.resolver);
     Ok(RunSummary {
         events: state.tally.events,
@@ -178,6 +185,7 @@ async fn sleep_until(at: Option<Instant>) {
 struct State<'r, 'a> {
     resolver: &'r mut Resolver<'a>,
     consumers: &'r mut Consumers,
+    skb_out: Option<skb_out::reader::Reader>,
     tally: Tally,
     /// Records too short to be an event.
     short: u64,
@@ -209,7 +217,10 @@ impl State<'_, '_> {
                 // Only with a command, which the loop waits for.
                 continue;
             }
-            let event = self.resolver.resolve(raw);
+            let mut event = self.resolver.resolve(raw);
+            if let Some(reader) = &mut self.skb_out {
+                event.skb_fields = Some(Box::new(reader.fields_for(&event.raw)));
+            }
             self.tally.event(&event);
             self.consumers.event(&event)?;
             if !self.command && self.limit.is_some_and(|l| self.tally.events >= l) {

@@ -13,6 +13,7 @@ use regex::Regex;
 use tracer_common::{
     config::{CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB},
     limits::{CLONING_ENTRIES, SNAPLEN_MAX, STACK_ENTRIES},
+    skb_out::{DUMP_BYTES_MAX, DUMP_BYTES_MIN, METADATA_MAX},
 };
 
 use crate::{
@@ -21,6 +22,7 @@ use crate::{
     command::CommandSpec,
     filter,
     output::rotate::Rotation,
+    skb_out::SkbOutSpec,
 };
 
 /// Bad input: exit 2.
@@ -113,6 +115,10 @@ pub struct MapSizes {
     pub track_entries: u32,
     pub cloning_entries: u32,
     pub stack_entries: u32,
+    /// `SKB_OUT`, the records of `--output-skb` and friends: a page without them.
+    pub skb_out_ring_bytes: u32,
+    /// `SKB_OUT_BUF`'s value: the record's header and room for the dumps.
+    pub skb_out_buf_bytes: u32,
 }
 
 /// How events are printed and kept.
@@ -130,6 +136,8 @@ pub struct OutputSpec {
     pub columns: Columns,
     /// How `--output-file` is rotated.
     pub rotation: Rotation,
+    /// `--output-skb-metadata`, `--output-skb-cb`, `--output-skb`, `--output-skb-shared-info`.
+    pub skb_out: SkbOutSpec,
 }
 
 /// pwru's optional columns (text), and what the resolver adds for them.
@@ -145,11 +153,13 @@ pub struct Columns {
     pub tunnel: bool,
     /// The netns name, in a column this wide.
     pub netns_names: Option<usize>,
+    /// `__sk_buff->cb[]` after the meta columns (`--output-skb-cb`, with meta only).
+    pub cb: bool,
 }
 
 impl Default for Columns {
     fn default() -> Self {
-        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None }
+        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None, cb: false }
     }
 }
 
@@ -201,6 +211,8 @@ impl Config {
         let kernel = kernel_config(&args, expression.is_some())?;
         let mut filter = compile_filter(expression)?;
         filter.skb_expr = args.filter_skb_expr.clone();
+        let skb_out = skb_out_spec(&args)?;
+        let skb_out_buf_bytes = skb_out.config().buffer_bytes();
         let track = args.filter_track_skb;
         // Maps of options not asked for get one entry: the kernel allocates
         // hash and stack maps whole at creation (16k stacks are 17 MB).
@@ -209,6 +221,14 @@ impl Config {
             track_entries: if track { args.track_entries } else { 1 },
             cloning_entries: if track { CLONING_ENTRIES } else { 1 },
             stack_entries: if args.output_stack { STACK_ENTRIES } else { 1 },
+            // As large as the events' ring, and room for a few records at
+            // least; unused, one byte, which the loader rounds up to a page.
+            skb_out_ring_bytes: if skb_out.what() != 0 {
+                (args.ring_size * 1024).max((skb_out_buf_bytes * 4).next_power_of_two())
+            } else {
+                1
+            },
+            skb_out_buf_bytes,
         };
         let output = OutputSpec {
             format: if args.output_json { Format::Json } else { Format::Text },
@@ -224,6 +244,7 @@ impl Config {
                 tunnel: args.output_tunnel,
                 // pwru's floor for the width.
                 netns_names: args.output_netns_names.then_some(args.netns_names_max_length.max(10)),
+                cb: args.output_skb_cb,
             },
             rotation: Rotation::pwru(
                 args.output_file_max_size,
@@ -231,6 +252,7 @@ impl Config {
                 args.output_file_max_age,
                 args.output_file_compress,
             ),
+            skb_out,
         };
         Ok(Self {
             task: if let Some(kind) = args.generate {
@@ -291,6 +313,32 @@ fn end_spec(args: &Args) -> anyhow::Result<EndSpec> {
     // pwru's meaning: 0 is no limit.
     let limit = args.output_limit_lines.filter(|&n| n > 0);
     Ok(EndSpec { limit, duration: args.duration, command })
+}
+
+/// pwru's sk_buff printing flags; the fields are checked against BTF at load.
+fn skb_out_spec(args: &Args) -> anyhow::Result<SkbOutSpec> {
+    let metadata: Vec<String> =
+        args.output_skb_metadata.iter().map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
+    if metadata.len() > METADATA_MAX {
+        return Err(usage(format!(
+            "--output-skb-metadata: {} fields given, at most {METADATA_MAX} (pwru's limit)",
+            metadata.len()
+        )));
+    }
+    let bytes = args.set_percpu_buf;
+    if !(DUMP_BYTES_MIN..=DUMP_BYTES_MAX).contains(&bytes) {
+        return Err(usage(format!(
+            "--set-percpu-buf {bytes}: from {DUMP_BYTES_MIN} to {DUMP_BYTES_MAX} bytes (both dumps share one \
+             per-CPU map value, and the kernel takes at most 32 KiB)"
+        )));
+    }
+    Ok(SkbOutSpec {
+        metadata,
+        cb: args.output_skb_cb,
+        skb: args.output_skb,
+        shinfo: args.output_skb_shared_info,
+        dump_bytes: bytes,
+    })
 }
 
 fn assert_spec(args: &Args) -> anyhow::Result<AssertSpec> {

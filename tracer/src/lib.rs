@@ -41,6 +41,7 @@ pub mod privileges;
 pub mod probes;
 pub mod resolve;
 pub mod run;
+pub mod skb_out;
 pub mod stop;
 pub mod summary;
 pub mod sys;

@@ -16,8 +16,9 @@ use aya::maps::MapData;
 use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_insn};
 use tracer_common::{
     Config,
-    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, FILTER_SKB_EXPR_SYMBOL, PROBE_ID_SYMBOL},
+    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, FILTER_SKB_EXPR_SYMBOL, PROBE_ID_SYMBOL, SKB_METADATA_SYMBOL},
     names,
+    skb_out::SkbOutConfig,
 };
 
 use crate::{config::MapSizes, filter::Insn, sys};
@@ -32,18 +33,25 @@ impl MapSizes {
             names::MAP_TRACKED => Some(self.track_entries),
             names::MAP_CLONING => Some(self.cloning_entries),
             names::MAP_STACKS => Some(self.stack_entries),
+            names::MAP_SKB_OUT => Some(self.skb_out_ring_bytes),
             _ => None,
         }
+    }
+
+    fn value_size(&self, map: &str) -> Option<u32> {
+        (map == names::MAP_SKB_OUT_BUF).then_some(self.skb_out_buf_bytes)
     }
 }
 
 /// The generated code spliced into the programs: the pcap filter for each
 /// kind of capture and the `--filter-skb-expr` subprogram (match-all when
-/// unused; the programs call it only with `CFG_SKB_EXPR`).
+/// unused; the programs call it only with `CFG_SKB_EXPR`), and the
+/// `--output-skb-metadata` reader (called only with `SKB_OUT_METADATA`).
 pub struct Filters<'a> {
     pub l2: &'a [Insn],
     pub l3: &'a [Insn],
     pub skb_expr: &'a [Insn],
+    pub skb_metadata: &'a [Insn],
 }
 
 /// The object with its maps created and every program linked, ready to be
@@ -90,16 +98,26 @@ impl Programs {
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 impl Loader {
-    /// The object with `config` patched in and `filters` spliced in.
-    pub fn new(config: &Config, sizes: &MapSizes, programs: Programs, filters: &Filters<'_>) -> anyhow::Result<Self> {
+    /// The object with `config` and `skb_out` patched in and `filters` spliced in.
+    pub fn new(
+        config: &Config,
+        skb_out: &SkbOutConfig,
+        sizes: &MapSizes,
+        programs: Programs,
+        filters: &Filters<'_>,
+    ) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
         log::debug!("object parsed in {:?}", started.elapsed());
-        obj.patch_map_data(HashMap::from([(names::GLOBAL_CONFIG, aya_obj_global(config))]))
-            .context("writing the configuration into the eBPF object")?;
+        obj.patch_map_data(HashMap::from([
+            (names::GLOBAL_CONFIG, aya_obj_global(config)),
+            (names::GLOBAL_SKB_OUT, aya_obj_global(skb_out)),
+        ]))
+        .context("writing the configuration into the eBPF object")?;
         replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(filters.l2))?;
         replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(filters.l3))?;
         replace_function(&mut obj, FILTER_SKB_EXPR_SYMBOL, &encode(filters.skb_expr))?;
+        replace_function(&mut obj, SKB_METADATA_SYMBOL, &encode(filters.skb_metadata))?;
 
         let mut maps = HashMap::new();
         let mut relocations: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();
@@ -181,9 +199,9 @@ fn verifier_summary(log: &str) -> String {
     format!("\nverifier log (last {} lines):\n  {}", tail.len(), tail.join("\n  "))
 }
 
-fn aya_obj_global(config: &Config) -> (&[u8], bool) {
-    // SAFETY: Config is repr(C) plain data without padding.
-    let bytes = unsafe { std::slice::from_raw_parts((config as *const Config).cast::<u8>(), size_of::<Config>()) };
+fn aya_obj_global<T: aya::Pod>(global: &T) -> (&[u8], bool) {
+    // SAFETY: Pod types are repr(C) plain data without padding.
+    let bytes = unsafe { std::slice::from_raw_parts((global as *const T).cast::<u8>(), size_of::<T>()) };
     (bytes, true)
 }
 
@@ -217,6 +235,9 @@ fn create_map(name: &str, map: &aya_obj::Map, sizes: &MapSizes) -> anyhow::Resul
     let mut map = map.clone();
     if let Some(entries) = sizes.max_entries(name) {
         map.set_max_entries(entries);
+    }
+    if let Some(bytes) = sizes.value_size(name) {
+        map.set_value_size(bytes);
     }
     if map.map_type() == BPF_MAP_TYPE_RINGBUF {
         // The kernel wants a power-of-two number of pages, and no value size.

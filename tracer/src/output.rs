@@ -6,6 +6,7 @@ mod fields;
 pub mod json;
 pub mod pcapng;
 pub mod rotate;
+mod skb_fields;
 pub mod text;
 
 use std::{
@@ -319,6 +320,7 @@ mod tests {
             time: None,
             netns_name: None,
             tunnel: None,
+            skb_fields: None,
         }
     }
 
@@ -421,6 +423,10 @@ mod tests {
             "capture",
             "cap_len",
             "stack",
+            "skb_metadata",
+            "cb",
+            "skb_dump",
+            "skb_shared_info_dump",
         ];
         want.sort();
         assert_eq!(keys, want);

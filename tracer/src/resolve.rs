@@ -17,6 +17,7 @@ use crate::{
     ksym::Kallsyms,
     netns::names::NetnsNames,
     probes::Probe,
+    skb_out::SkbFields,
 };
 
 /// One event, resolved: what every consumer reads.
@@ -42,6 +43,9 @@ pub struct TraceEvent {
     pub netns_name: Option<Arc<str>>,
     /// VXLAN or Geneve inside the packet (`--output-tunnel`).
     pub tunnel: Option<Tunnel>,
+    /// `--output-skb-metadata`, `--output-skb-cb`, `--output-skb`,
+    /// `--output-skb-shared-info`; set by `collect` when one is given.
+    pub skb_fields: Option<Box<SkbFields>>,
 }
 
 /// A drop: the kernel's reason and where it happened.
@@ -259,7 +263,7 @@ impl<'a> Resolver<'a> {
         let process = self.process(raw.pid, &raw.comm);
         let netns_name = self.netns_name(raw.netns);
         let tunnel = if self.wanted.tunnel { decode::tunnel(raw.capture(), raw.packet()) } else { None };
-        TraceEvent { raw, func, drop, caller, process, tuple, stack, time, netns_name, tunnel }
+        TraceEvent { raw, func, drop, caller, process, tuple, stack, time, netns_name, tunnel, skb_fields: None }
     }
 
     /// A probe as the LOST map keys it: the function's address (kprobes)

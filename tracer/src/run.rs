@@ -25,6 +25,7 @@ use crate::{
         plan::{Plan, choose_backend},
     },
     resolve::{self, DropReasons, Resolver},
+    skb_out,
     stop::Stop,
     summary::RunSummary,
     sys,
@@ -118,7 +119,8 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     // (events that wait unread make the eBPF side wake us harder).
     let reasons = DropReasons::from_btf(&kernel.btf);
     cfg.assertions.validate(&reasons)?;
-    let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &mut stop)?;
+    let skb_out = skb_out::compile(&cfg.output.skb_out, &kernel.btf)?;
+    let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &skb_out, &mut stop)?;
     let Kernel { btf, mut kallsyms, .. } = kernel;
     let mut summary = if stop.requested() {
         RunSummary::default()
@@ -128,6 +130,7 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         }
         let (mut maps, stacks) = collect::Maps::take(&mut loader, cfg.output.stack)?;
         maps.logger = if cfg.debug { ebpf_logger(&attached) } else { None };
+        maps.skb_out = skb_out.reader(&mut loader)?;
         // The BTF (megabytes) is not needed any more: free it and hand the
         // pages back, so that a long trace stays small.
         drop(btf);
@@ -168,9 +171,14 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
 /// Loads the programs and attaches them where the plan says; returns the
 /// loader (its maps are read next), what was attached, and how long
 /// attaching took.
-fn attach(cfg: &Config, kernel: &mut Kernel, stop: &mut Stop) -> anyhow::Result<(Loader, Attached, f64)> {
+fn attach(
+    cfg: &Config,
+    kernel: &mut Kernel,
+    skb_out: &skb_out::Compiled,
+    stop: &mut Stop,
+) -> anyhow::Result<(Loader, Attached, f64)> {
     let started = Instant::now();
-    let loader = load(cfg, kernel)?;
+    let loader = load(cfg, kernel, skb_out)?;
     log::debug!("maps created and programs linked at {:?}", started.elapsed());
     // The kprobe-multi program needs no targets: the verifier checks it
     // while ftrace's list is still being read.
@@ -198,7 +206,7 @@ fn attach(cfg: &Config, kernel: &mut Kernel, stop: &mut Stop) -> anyhow::Result<
 }
 
 /// The eBPF object with this run's configuration, offsets and filters.
-fn load(cfg: &Config, kernel: &Kernel) -> anyhow::Result<Loader> {
+fn load(cfg: &Config, kernel: &Kernel, skb_out: &skb_out::Compiled) -> anyhow::Result<Loader> {
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = kernel.btf.offsets()?;
     kernel_cfg.wakeup_bytes = cfg.maps.ring_bytes / 16;
@@ -216,8 +224,13 @@ fn load(cfg: &Config, kernel: &Kernel) -> anyhow::Result<Loader> {
         None => filter::match_all(),
     };
     let programs = if kernel.backend == Backend::Tracepoint { Programs::Tracepoints } else { Programs::Kprobes };
-    let filters = Filters { l2: &cfg.filter.l2.insns, l3: &cfg.filter.l3.insns, skb_expr: &skb_expr };
-    Loader::new(&kernel_cfg, &cfg.maps, programs, &filters)
+    let filters = Filters {
+        l2: &cfg.filter.l2.insns,
+        l3: &cfg.filter.l3.insns,
+        skb_expr: &skb_expr,
+        skb_metadata: &skb_out.metadata,
+    };
+    Loader::new(&kernel_cfg, &skb_out.config, &cfg.maps, programs, &filters)
 }
 
 /// Reads what the eBPF programs log (`aya_log_ebpf`), found through a loaded

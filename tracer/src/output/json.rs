@@ -186,7 +186,9 @@ impl<W: Write> Consumer for JsonPrinter<W> {
             }
             push_str(out, frame);
         }
-        out.push_str("]}\n");
+        out.push(']');
+        super::skb_fields::push_json(out, e.skb_fields.as_deref());
+        out.push_str("}\n");
         if out.len() >= BLOCK {
             self.write_pending()?;
         }

@@ -11,6 +11,7 @@ use super::{
     Consumer,
     fields::{column, push_hex, push_hex_digits, push_ip, push_num, push_proto},
     push_func_column, push_local_time,
+    skb_fields::{self, CB_WIDTH},
 };
 use crate::{
     cli::Timestamp,
@@ -123,6 +124,9 @@ impl<W: Write> Consumer for TextPrinter<W> {
         if c.meta {
             let _ =
                 write!(h, " {:<10} {:<8} {:^16} {:<6} {:<5} {:<5}", "NETNS", "MARK/x", "IFACE", "PROTO", "MTU", "LEN");
+            if c.cb {
+                let _ = write!(h, " {:<CB_WIDTH$}", "__sk_buff->cb[]");
+            }
         }
         if let Some(width) = c.netns_names {
             let _ = write!(h, " {:<width$}", "NETNS_NAME");
@@ -171,6 +175,10 @@ impl<W: Write> Consumer for TextPrinter<W> {
             column(line, 6, |l| push_hex(l, u16::from_be(ev.protocol).into(), 4));
             column(line, 5, |l| push_num(l, ev.mtu));
             column(line, 5, |l| push_num(l, ev.len));
+            if c.cb {
+                skb_fields::push_cb(line, &e.skb_fields.as_ref().map_or(Default::default(), |f| f.cb));
+                line.push(' ');
+            }
         }
         if let Some(width) = c.netns_names {
             column(line, width, |l| {
@@ -191,6 +199,9 @@ impl<W: Write> Consumer for TextPrinter<W> {
             line.extend(std::iter::repeat_n(' ', self.tuple_width - width + 1));
         }
         push_func_column(line, e);
+        if let Some(fields) = &e.skb_fields {
+            skb_fields::push_metadata(line, fields);
+        }
         if c.tunnel {
             line.push(' ');
             match &e.tunnel {
@@ -202,6 +213,9 @@ impl<W: Write> Consumer for TextPrinter<W> {
         line.push('\n');
         for frame in &e.stack {
             let _ = writeln!(line, "    {frame}");
+        }
+        if let Some(fields) = &e.skb_fields {
+            skb_fields::push_dumps(line, fields);
         }
         self.out.write_all(line.as_bytes())
     }

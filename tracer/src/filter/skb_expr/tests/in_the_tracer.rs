@@ -13,6 +13,7 @@ use crate::sys::{
 use tracer_common::Config;
 use tracer_common::config::CFG_SKB_EXPR;
 use tracer_common::names;
+use tracer_common::skb_out::SkbOutConfig;
 
 #[test]
 fn the_tracers_programs_load_with_an_expression() {
@@ -24,15 +25,23 @@ fn the_tracers_programs_load_with_an_expression() {
     config.offsets = btf.offsets().unwrap();
     config.flags = CFG_SKB_EXPR;
     config.snaplen = 64;
-    let sizes = MapSizes { ring_bytes: 1 << 16, track_entries: 1, cloning_entries: 1, stack_entries: 1 };
+    let sizes = MapSizes {
+        ring_bytes: 1 << 16,
+        track_entries: 1,
+        cloning_entries: 1,
+        stack_entries: 1,
+        skb_out_ring_bytes: 1,
+        skb_out_buf_bytes: SkbOutConfig::zeroed().buffer_bytes(),
+    };
     let tracepoints = btf.skb_tracepoints();
     // Without the flag the call is dead code, and match-all is spliced in.
     let plain = Config { flags: 0, ..config };
     let loader = Loader::new(
         &plain,
+        &SkbOutConfig::zeroed(),
         &sizes,
         Programs::Tracepoints,
-        &Filters { l2: &match_all(), l3: &match_all(), skb_expr: &match_all() },
+        &Filters { l2: &match_all(), l3: &match_all(), skb_expr: &match_all(), skb_metadata: &match_all() },
     )
     .unwrap();
     let kfree_skb = tracepoints.iter().find(|t| t.0 == "kfree_skb").expect("kfree_skb").2;
@@ -49,9 +58,10 @@ fn the_tracers_programs_load_with_an_expression() {
         let (_, insns) = compile(expr, &btf).unwrap();
         let loader = Loader::new(
             &config,
+            &SkbOutConfig::zeroed(),
             &sizes,
             Programs::Tracepoints,
-            &Filters { l2: &match_all(), l3: &match_all(), skb_expr: &insns },
+            &Filters { l2: &match_all(), l3: &match_all(), skb_expr: &insns, skb_metadata: &match_all() },
         )
         .unwrap();
         for (program, tracepoint) in [("tp_kfree_skb", "kfree_skb"), ("tp_skb_0", "netif_receive_skb")] {
@@ -69,9 +79,10 @@ fn the_tracers_programs_load_with_an_expression() {
         }
         let loader = Loader::new(
             &config,
+            &SkbOutConfig::zeroed(),
             &sizes,
             Programs::Kprobes,
-            &Filters { l2: &match_all(), l3: &match_all(), skb_expr: &insns },
+            &Filters { l2: &match_all(), l3: &match_all(), skb_expr: &insns, skb_metadata: &match_all() },
         )
         .unwrap();
         let kprobe = LoadAs {
