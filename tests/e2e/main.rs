@@ -10,5 +10,6 @@ mod pcap;
 mod pwru_flags;
 mod scenarios;
 mod signals;
+mod skb_fields;
 mod skbtrace;
 mod vm;

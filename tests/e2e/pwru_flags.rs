@@ -36,8 +36,6 @@ const fn flag(flag: &'static str, value: Option<&'static str>, status: Status) -
     PwruFlag { flag, value, status }
 }
 
-const SKB_DUMPS: &str = "printing sk_buff fields is a later step";
-
 const LATER_FENTRY: &str = "tracing tc and XDP BPF programs (fentry/fexit) and the helpers they call is a later step";
 
 /// In the order of `SetFlags`. Boolean flags take `--flag=false` too, as in
@@ -92,16 +90,16 @@ pub const PWRU_FLAGS: &[PwruFlag] = &[
     flag("--netns-names-max-length", Some("20"), Same),
     flag("--output-tuple", None, Same),
     flag("--output-tuple", Some("=false"), Same),
-    flag("--output-skb", None, NotYet(SKB_DUMPS)),
-    flag("--output-skb-shared-info", None, NotYet(SKB_DUMPS)),
+    flag("--output-skb", None, Same),
+    flag("--output-skb-shared-info", None, Same),
     flag("--output-tunnel", None, Same),
     flag("--output-stack", None, Same),
     flag("--output-bpfmap", None, NotYet("BPF map helper arguments come with BPF helper tracing, a later step")),
     flag("--output-caller", None, Same),
     flag("--output-limit-lines", Some("1"), Same),
-    flag("--output-skb-cb", None, NotYet(SKB_DUMPS)),
+    flag("--output-skb-cb", None, Same),
     flag("--output-tcp-flags", None, Same),
-    flag("--output-skb-metadata", Some("skb->hash"), NotYet(SKB_DUMPS)),
+    flag("--output-skb-metadata", Some("skb->hash"), Same),
     flag("--output-xdp-metadata", Some("xdp->rxq->queue_index"), NotYet(LATER_FENTRY)),
     flag("--output-file", Some("{tmp}/trace.log"), Same),
     flag("--output-file-max-size", Some("10"), Same),
@@ -111,7 +109,7 @@ pub const PWRU_FLAGS: &[PwruFlag] = &[
     flag("--output-json", None, Same),
     flag("--ready-file", Some("{tmp}/ready"), Same),
     flag("--backend", Some("kprobe-multi"), Same),
-    flag("--set-percpu-buf", Some("8192"), NotYet("it sizes the buffer of --output-skb")),
+    flag("--set-percpu-buf", Some("8192"), Same),
     flag("--debug", None, Same),
 ];
 

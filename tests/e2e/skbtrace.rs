@@ -65,6 +65,10 @@ pub const EVENT_FIELDS: &[&str] = &[
     "capture",
     "cap_len",
     "stack",
+    "skb_metadata",
+    "cb",
+    "skb_dump",
+    "skb_shared_info_dump",
 ];
 
 /// The fields of an event's `tuple`.
