@@ -63,10 +63,10 @@ impl Consumers {
     pub fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
         let mut first = Ok(());
         for c in &mut self.0 {
-            if let Err(e) = c.finish(summary) {
-                if first.is_ok() {
-                    first = Err(e);
-                }
+            if let Err(e) = c.finish(summary)
+                && first.is_ok()
+            {
+                first = Err(e);
             }
         }
         first

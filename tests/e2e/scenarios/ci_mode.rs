@@ -44,7 +44,7 @@ fn a_drop_fails_the_run_and_is_named() -> anyhow::Result<()> {
     assert!(drop.tuple.contains(":4711(udp)"), "{drop:?}");
     assert_eq!(s.command.as_ref().and_then(|c| c.status), Some(0), "udpsend itself succeeded");
     assert_eq!((s.assertions.len(), s.assertions[0].passed, s.exit_code), (1, false, 3), "{s:?}");
-    assert_eq!(s.assertions[0].matched_reasons, [drop.reason.clone()]);
+    assert_eq!(s.assertions[0].matched_reasons, std::slice::from_ref(&drop.reason));
     assert!(done.stderr.contains("--fail-on-drop FAILED") && done.stderr.contains("NO_SOCKET"), "{}", done.stderr);
     assert_eq!(s.end, End::Command);
     Ok(())
