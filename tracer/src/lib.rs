@@ -9,6 +9,7 @@
 //! - `collect`: the ring buffer drained into events, until a stop.
 //! - `resolve`, `packet`: events given names (function, drop reason, process, stack) and tuples.
 //! - `output`: the consumers (text, JSON, pcap-ng, summary), and `summary`: what a run saw.
+//! - `explain`: `--explain`, a consumer that tells each packet's story and its verdict.
 
 /// One `skbtrace: …` line on stderr. Unlike `eprintln!`, a closed stderr
 /// (`skbtrace 2>&1 | head`) drops the line instead of panicking.
@@ -27,6 +28,7 @@ pub mod collect;
 pub mod command;
 pub mod config;
 pub mod decode;
+pub mod explain;
 pub mod filter;
 pub mod ksym;
 pub mod loader;

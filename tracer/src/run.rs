@@ -149,7 +149,7 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     summary.detached = attached.detach();
     summary.detach_seconds = detach_started.elapsed().as_secs_f64();
     assertions::judge(&cfg.assertions, &mut summary);
-    let finished = consumers.finish(&summary);
+    let finished = consumers.close(&mut summary).and_then(|()| consumers.finish(&summary));
     match finished {
         Err(e) if summary.command.is_some() => Err(anyhow::Error::from(e).context(AfterStart)),
         other => other.map(|()| summary).map_err(Into::into),
