@@ -4,6 +4,7 @@
 
 mod cli;
 mod drops;
+mod explain;
 mod filters;
 mod nat;
 mod output;

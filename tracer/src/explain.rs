@@ -150,6 +150,9 @@ impl<W: io::Write> Consumer for Explainer<W> {
     fn event(&mut self, e: &TraceEvent) -> io::Result<()> {
         self.newest_ns = self.newest_ns.max(e.raw.ktime_ns);
         self.stories.add(e, &mut self.ended);
+        if let Some(story) = self.stories.get(e.raw.skb) {
+            self.flows.learn(story);
+        }
         if !self.ended.is_empty() {
             self.tell()?;
         }

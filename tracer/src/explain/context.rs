@@ -59,7 +59,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The netns the story ended in.
     pub fn netns(&self) -> u32 {
-        self.story.last().netns
+        self.story.netns()
     }
 
     /// `netns 4026532454 (blue)`: the inode, and the /run/netns name when it has one.
@@ -115,6 +115,8 @@ impl Ctx<'_> {
         let netns = self.netns();
         let last = self.story.last();
         let drop = last.dropped();
+        // A free without a device: the device it was last seen on.
+        let last = self.story.steps.iter().rev().find(|s| s.ifindex != 0).unwrap_or(last);
         Evidence {
             netns,
             netns_name: self.env.netns_name(netns).unwrap_or_default(),

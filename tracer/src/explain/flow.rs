@@ -43,7 +43,8 @@ pub struct Snat {
     pub translated: Endpoint,
     pub dst: Endpoint,
     pub out_if: Option<String>,
-    pub flow: u64,
+    /// The story of the packet it was seen on.
+    pub story: u64,
     pub ktime_ns: u64,
 }
 
@@ -97,7 +98,7 @@ impl Flows {
             self.ids.insert(k, (id, now));
         }
         for hop in hops {
-            self.learn_nat(story, hop, id);
+            self.learn_nat(story, hop);
         }
         let guess = self.guess(story, id);
         if let Some(d) = story.delivered() {
@@ -109,7 +110,25 @@ impl Flows {
         FlowInfo { id, guess }
     }
 
-    fn learn_nat(&mut self, story: &Story, hop: &Hop, flow: u64) {
+    /// Learns source NAT from a story still open, as soon as its newest
+    /// step shows a rewritten source in the same netns (the reply may come
+    /// back before the request's story ends).
+    pub fn learn(&mut self, story: &Story) {
+        let n = story.steps.len();
+        if n < 2 {
+            return;
+        }
+        let (prev, last) = (&story.steps[n - 2], &story.steps[n - 1]);
+        if prev.netns != last.netns || prev.tuple == last.tuple || last.tuple.saddr.is_none() {
+            return;
+        }
+        let hops = super::story::hops(&story.steps);
+        if let Some(hop) = hops.last() {
+            self.learn_nat(story, hop);
+        }
+    }
+
+    fn learn_nat(&mut self, story: &Story, hop: &Hop) {
         let (src_changed, _) = hop.nat();
         let (Some(a), Some(b)) = (hop.tuples.first(), hop.tuples.last()) else { return };
         let (Some(orig), Some(translated), Some(dst)) = (a.saddr, b.saddr, b.daddr) else { return };
@@ -130,7 +149,7 @@ impl Flows {
             translated: (translated, b.sport),
             dst: (dst, b.dport),
             out_if: hop.out_if.clone(),
-            flow,
+            story: story.id,
             ktime_ns: story.steps[hop.steps.end - 1].ktime_ns,
         };
         self.snat.insert((hop.netns, proto, snat.translated), snat);

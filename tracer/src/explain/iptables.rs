@@ -29,6 +29,8 @@ pub struct Packet<'a> {
     pub out_if: Option<&'a str>,
 }
 
+const BUILT_IN: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
 /// DROP/REJECT rules of `save` that match `p`, then the DROP policies of
 /// the built-in chains in `chains` (e.g. INPUT, FORWARD).
 pub fn candidates(save: &str, p: &Packet<'_>, chains: &[&str]) -> Vec<Candidate> {
@@ -54,6 +56,8 @@ pub fn candidates(save: &str, p: &Packet<'_>, chains: &[&str]) -> Vec<Candidate>
             }
         } else if line.starts_with("-A ")
             && let Some(c) = judge(&table, line, p)
+            // Rules of other built-in chains never see this packet; user chains may.
+            && (chains.contains(&c.chain.as_str()) || !BUILT_IN.contains(&c.chain.as_str()))
         {
             out.push(c);
         }
@@ -92,7 +96,7 @@ fn judge(table: &str, line: &str, p: &Packet<'_>) -> Option<Candidate> {
                 ct_invalid |= arg.is_some_and(|a| a.split(',').any(|s| s == "INVALID")) && !negate;
                 None
             }
-            "-m" => Some(true),
+            "-m" | "--reject-with" => Some(true),
             "-j" => {
                 verdict = arg;
                 Some(true)

@@ -68,6 +68,7 @@ pub static RULES: &[Rule] = &[
         functions: &[],
         explain: transmitted,
     },
+    Rule { id: "socket-consumed", ends: &[End::Freed], reasons: &[], functions: &[], explain: socket_consumed },
     Rule { id: "silent-end", ends: &[End::Freed], reasons: &[], functions: &[], explain: silent_end },
     Rule {
         id: "unfinished",
@@ -116,7 +117,7 @@ fn asymmetric_nat(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     }
     let mut ev = ctx.evidence();
     let ns = ctx.ns();
-    ev.fact("request", format!("{} → {} (flow {})", ep(snat.orig), ep(snat.dst), snat.flow), false);
+    ev.fact("request", format!("{} → {} (story {})", ep(snat.orig), ep(snat.dst), snat.story), false);
     ev.fact("snat", format!("{} → {} in {ns}", ep(snat.orig), ep(snat.translated)), false);
     ev.fact("reply", format!("{} → {}", ep((src, t.sport)), ep((dst, t.dport))), false);
     ev.fact("conntrack", "no entry matched the reply (inferred: NO_SOCKET after the SNAT was not undone)", true);
@@ -481,6 +482,39 @@ fn transmitted(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     Some(Verdict::new(sentence, ev, Confidence::Full))
 }
 
+/// Freed without a reason, without a device, after it arrived in a netns
+/// where a socket is bound to its destination: the tracepoint backend's
+/// view of a datagram read by a process.
+fn socket_consumed(ctx: &mut Ctx<'_>) -> Option<Verdict> {
+    let last = ctx.story.last();
+    let before = ctx.story.steps.iter().rev().find(|s| s.kind != Kind::Free)?;
+    if last.ifindex != 0 || before.kind != Kind::Receive {
+        return None;
+    }
+    let t = last.tuple;
+    let dst = t.daddr?;
+    let (netns, proto) = (ctx.netns(), ctx.proto());
+    if proto != 6 && proto != 17 {
+        return None;
+    }
+    let l = ctx
+        .env
+        .listeners(netns, proto)
+        .ok()?
+        .into_iter()
+        .find(|l| l.port == t.dport && (l.addr == dst || l.addr.is_unspecified()))?;
+    let mut ev = ctx.evidence();
+    ev.fact("socket", ep((l.addr, l.port)), true);
+    ev.missing("the reading process: the skb_copy_datagram_iovec tracepoint did not fire for it");
+    let sentence = format!(
+        "delivered (inferred) to the socket {} in {}: it arrived on {} and was freed without a drop reason while          a socket is bound there",
+        ep((l.addr, l.port)),
+        ctx.ns(),
+        before.ifname()
+    );
+    Some(Verdict::new(sentence, ev, Confidence::Partial))
+}
+
 fn silent_end(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     let mut ev = ctx.evidence();
     let last = ctx.story.last();
@@ -537,4 +571,4 @@ pub fn ep((addr, port): (IpAddr, u16)) -> String {
 
 #[cfg(test)]
 #[path = "rules/tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -187,6 +187,11 @@ impl Story {
         self.steps.last().expect("a story has at least one step")
     }
 
+    /// The last netns it was seen in (events without a device or socket have none).
+    pub fn netns(&self) -> u32 {
+        self.steps.iter().rev().map(|s| s.netns).find(|&n| n != 0).unwrap_or(0)
+    }
+
     pub fn first_ns(&self) -> u64 {
         self.steps.first().map_or(0, |s| s.ktime_ns)
     }
@@ -233,7 +238,9 @@ impl Hop {
 pub fn hops(steps: &[Step]) -> Vec<Hop> {
     let mut out: Vec<Hop> = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        if out.last().is_none_or(|h| h.netns != s.netns) {
+        // No device and no socket (a free after delivery): the netns it was in.
+        let unknown = s.netns == 0 && !out.is_empty();
+        if !unknown && out.last().is_none_or(|h| h.netns != s.netns) {
             out.push(Hop { netns: s.netns, in_if: None, out_if: None, tuples: Vec::new(), steps: i..i });
         }
         let hop = out.last_mut().expect("pushed above");
@@ -373,6 +380,11 @@ impl StoryTable {
             let end = if newest_ns.saturating_sub(s.last_ns) >= idle_ns { End::Idle } else { End::Exit };
             (s, end)
         }));
+    }
+
+    /// The open story of `skb`.
+    pub fn get(&self, skb: u64) -> Option<&Story> {
+        self.open.get(&skb)
     }
 
     pub fn open(&self) -> usize {
