@@ -208,3 +208,11 @@ fn explain_asymmetric_nat_reply_names_both_addresses() {
     let facts = v["evidence"]["facts"].as_array().unwrap();
     assert!(facts.iter().any(|f| f["name"] == "snat" && f["inferred"] == false), "{v}");
 }
+
+#[test]
+fn explain_tuning_flags_need_explain() {
+    for args in [&["--explain-idle", "1s"][..], &["--explain", "--explain-max-stories", "0"]] {
+        let out = crate::util::cmd::run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

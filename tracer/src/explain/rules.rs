@@ -7,9 +7,14 @@
 
 use std::net::IpAddr;
 
+mod ending;
+mod netfilter;
+
+use ending::{delivered, fallback, silent_end, socket_consumed, transmitted, unfinished};
+use netfilter::{conntrack_full, ct_invalid, firewall};
+
 use super::{
     context::{Confidence, Ctx, Verdict},
-    iptables,
     story::{End, Kind, short},
 };
 
@@ -68,7 +73,13 @@ pub static RULES: &[Rule] = &[
         functions: &[],
         explain: transmitted,
     },
-    Rule { id: "socket-consumed", ends: &[End::Freed], reasons: &[], functions: &[], explain: socket_consumed },
+    Rule {
+        id: "socket-consumed",
+        ends: &[End::Freed, End::Idle, End::Exit],
+        reasons: &[],
+        functions: &[],
+        explain: socket_consumed,
+    },
     Rule { id: "silent-end", ends: &[End::Freed], reasons: &[], functions: &[], explain: silent_end },
     Rule {
         id: "unfinished",
@@ -120,7 +131,7 @@ fn asymmetric_nat(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     ev.fact("request", format!("{} → {} (story {})", ep(snat.orig), ep(snat.dst), snat.story), false);
     ev.fact("snat", format!("{} → {} in {ns}", ep(snat.orig), ep(snat.translated)), false);
     ev.fact("reply", format!("{} → {}", ep((src, t.sport)), ep((dst, t.dport))), false);
-    ev.fact("conntrack", "no entry matched the reply (inferred: NO_SOCKET after the SNAT was not undone)", true);
+    ev.fact("conntrack", "no entry matched the reply (NO_SOCKET after the SNAT was not undone)", true);
     if let Some(g) = &ctx.flow.guess {
         ev.fact("relay", format!("{} received on flow {} and sent this (a guess)", g.process, g.flow), true);
     }
@@ -188,114 +199,6 @@ fn closed_port(ctx: &mut Ctx<'_>) -> Option<Verdict> {
         t.saddr.map_or("?".to_owned(), |s| ep((s, t.sport))),
         ep((dst, t.dport)),
     );
-    Some(Verdict::new(sentence, ev, confidence))
-}
-
-/// iptables rules of the netns that could have dropped the packet.
-fn netfilter_candidates(ctx: &mut Ctx<'_>) -> Result<(Vec<iptables::Candidate>, Vec<&'static str>), String> {
-    let last = ctx.story.last().clone();
-    let netns = ctx.netns();
-    let daddr = last.tuple.daddr.ok_or("no IP destination")?;
-    let local = ctx.env.route_get(netns, daddr).map(|r| r.starts_with("local")).unwrap_or(false);
-    let sent_here = ctx.story.steps.first().is_some_and(|s| s.kind == Kind::Transmit && s.netns == netns);
-    let chains: Vec<&'static str> = match (sent_here, local) {
-        (true, _) => vec!["OUTPUT"],
-        (false, true) => vec!["INPUT"],
-        (false, false) => vec!["FORWARD"],
-    };
-    let save = ctx.env.iptables(netns, daddr.is_ipv6())?;
-    let hop = ctx.hops.last().cloned();
-    let p = iptables::Packet {
-        tuple: last.tuple,
-        in_if: hop.as_ref().and_then(|h| h.in_if.as_deref()),
-        out_if: hop.as_ref().and_then(|h| h.out_if.as_deref()),
-    };
-    let all = iptables::candidates(&save, &p, &chains);
-    Ok((all, chains))
-}
-
-fn ct_invalid(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let (cands, chains) = netfilter_candidates(ctx).ok()?;
-    let top = cands.first().filter(|c| c.ct_invalid)?;
-    let mut ev = ctx.evidence();
-    ev.fact("rule", format!("{} {}: {}", top.table, top.chain, top.rule), true);
-    ev.fact("hook", chains.join(","), true);
-    ev.missing("why conntrack found it INVALID: kprobes (nf_ct_l4proto_log_invalid) would show it");
-    let sentence = format!(
-        "dropped as conntrack INVALID in {} by iptables {} {} rule `{}` (inferred from iptables-save there) — \
-         often asymmetric routing or a lost handshake; consider net.netfilter.nf_conntrack_tcp_be_liberal=1",
-        ctx.ns(),
-        top.table,
-        top.chain,
-        top.rule
-    );
-    Some(Verdict::new(sentence, ev, Confidence::Partial))
-}
-
-fn conntrack_full(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let netns = ctx.netns();
-    let count: u64 = ctx.env.sysctl(netns, "net.netfilter.nf_conntrack_count").ok()?.parse().ok()?;
-    let max: u64 = ctx.env.sysctl(netns, "net.netfilter.nf_conntrack_max").ok()?.parse().ok()?;
-    if max == 0 || count * 10 < max * 9 {
-        return None;
-    }
-    let mut ev = ctx.evidence();
-    ev.fact("net.netfilter.nf_conntrack_count", count.to_string(), true);
-    ev.fact("net.netfilter.nf_conntrack_max", max.to_string(), true);
-    let sentence = format!(
-        "dropped by conntrack in {}: table full ({count}/{max} entries) — raise net.netfilter.nf_conntrack_max \
-         or shorten the conntrack timeouts",
-        ctx.ns()
-    );
-    Some(Verdict::new(sentence, ev, Confidence::Partial))
-}
-
-fn firewall(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let mut ev = ctx.evidence();
-    let ns = ctx.ns();
-    let engine = match ctx.location_func() {
-        Some(f) if f.starts_with("nft_do_chain") => "an nftables (or iptables-nft) rule or chain policy",
-        Some("nf_hook_slow") => "a netfilter hook (iptables-legacy, conntrack or NAT)",
-        _ => "netfilter",
-    };
-    if !ctx.kprobes() {
-        ev.missing("the hook and chain: kprobes would show them (nf_hook_slow, nft_do_chain)");
-    }
-    ev.missing("the rule handle needs --nft-trace");
-    let tuple = ctx.tuple_text();
-    let (sentence, confidence) = match netfilter_candidates(ctx) {
-        Ok((cands, chains)) => {
-            let hook = chains.join("/");
-            match cands.iter().find(|c| c.certain).or(cands.first()) {
-                Some(c) => {
-                    for c in cands.iter().take(5) {
-                        let how = if c.certain { "matches the tuple" } else { "may match" };
-                        ev.fact(format!("iptables {} {}", c.table, c.chain), format!("{} ({how})", c.rule), true);
-                    }
-                    let how = if c.certain { "matches" } else { "may match" };
-                    (
-                        format!(
-                            "dropped by {engine} in {ns} at {hook} (inferred): iptables {} {} `{}` {how} {tuple} \
-                             (read from iptables-save in that netns after the drop)",
-                            c.table, c.chain, c.rule
-                        ),
-                        if c.certain { Confidence::Partial } else { Confidence::Guess },
-                    )
-                }
-                None => (
-                    format!(
-                        "dropped by {engine} in {ns} ({tuple}); no iptables rule there matches it at {hook} — \
-                         look for a native nftables rule (`nft -a list ruleset` in that netns)"
-                    ),
-                    Confidence::Partial,
-                ),
-            }
-        }
-        Err(e) => {
-            ev.missing(format!("the ruleset: {e}"));
-            (format!("dropped by {engine} in {ns} ({tuple})"), Confidence::Partial)
-        }
-    };
     Some(Verdict::new(sentence, ev, confidence))
 }
 
@@ -457,108 +360,6 @@ fn rcvbuf(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     );
     let confidence = if owner.is_some() { Confidence::Full } else { Confidence::Partial };
     Some(Verdict::new(sentence, ev, confidence))
-}
-
-fn delivered(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let d = ctx.story.delivered()?.clone();
-    let ev = ctx.evidence();
-    let t = d.tuple;
-    let to = t.daddr.map_or("?".to_owned(), |a| ep((a, t.dport)));
-    let sentence = format!("delivered to {} on {to} in {}", d.process, ctx.ns());
-    Some(Verdict::new(sentence, ev, Confidence::Full))
-}
-
-fn transmitted(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let hop = ctx.hops.last()?;
-    let out = hop.out_if.clone()?;
-    // Left by a device, nothing after the transmit but its free.
-    let last_path = ctx.story.steps.iter().rev().find(|s| s.kind != Kind::Free)?;
-    if last_path.kind != Kind::Transmit {
-        return None;
-    }
-    let ev = ctx.evidence();
-    let to = ctx.story.last().tuple.daddr.map_or(String::new(), |d| format!(" towards {d}"));
-    let sentence = format!("sent out of {out} in {}{to}: it left the traced scope there", ctx.ns());
-    Some(Verdict::new(sentence, ev, Confidence::Full))
-}
-
-/// Freed without a reason, without a device, after it arrived in a netns
-/// where a socket is bound to its destination: the tracepoint backend's
-/// view of a datagram read by a process.
-fn socket_consumed(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let last = ctx.story.last();
-    let before = ctx.story.steps.iter().rev().find(|s| s.kind != Kind::Free)?;
-    if last.ifindex != 0 || before.kind != Kind::Receive {
-        return None;
-    }
-    let t = last.tuple;
-    let dst = t.daddr?;
-    let (netns, proto) = (ctx.netns(), ctx.proto());
-    if proto != 6 && proto != 17 {
-        return None;
-    }
-    let l = ctx
-        .env
-        .listeners(netns, proto)
-        .ok()?
-        .into_iter()
-        .find(|l| l.port == t.dport && (l.addr == dst || l.addr.is_unspecified()))?;
-    let mut ev = ctx.evidence();
-    ev.fact("socket", ep((l.addr, l.port)), true);
-    ev.missing("the reading process: the skb_copy_datagram_iovec tracepoint did not fire for it");
-    let sentence = format!(
-        "delivered (inferred) to the socket {} in {}: it arrived on {} and was freed without a drop reason while          a socket is bound there",
-        ep((l.addr, l.port)),
-        ctx.ns(),
-        before.ifname()
-    );
-    Some(Verdict::new(sentence, ev, Confidence::Partial))
-}
-
-fn silent_end(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let mut ev = ctx.evidence();
-    let last = ctx.story.last();
-    let before = ctx.story.steps.iter().rev().find(|s| s.kind != Kind::Free).map(|s| s.func.to_string());
-    if !ctx.kprobes() {
-        ev.missing("which function consumed it: kprobes would show it");
-    }
-    let after = before.map(|f| format!(" after {f}")).unwrap_or_else(|| " (the first time it was seen)".to_owned());
-    let sentence = format!(
-        "freed without a drop reason by {} in {} on {}{after}: never delivered to a socket nor sent out — \
-         consumed by the kernel (an ICMP or TCP control packet, a clone) or a silent drop",
-        last.func,
-        ctx.ns(),
-        ctx.ifname_or_none()
-    );
-    Some(Verdict::new(sentence, ev, Confidence::Guess))
-}
-
-fn unfinished(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let mut ev = ctx.evidence();
-    let last = ctx.story.last();
-    let why = match ctx.end {
-        End::Evicted => "its story was evicted (--explain-max-stories open stories)",
-        End::Exit => "the trace ended first",
-        _ => "no event came for --explain-idle",
-    };
-    ev.missing("the rest of its path: the backend saw no more of it (kprobes would)");
-    let sentence =
-        format!("last seen at {} in {} on {}: {why}; it was not seen freed", last.func, ctx.ns(), ctx.ifname_or_none());
-    Some(Verdict::new(sentence, ev, Confidence::Guess))
-}
-
-fn fallback(ctx: &mut Ctx<'_>) -> Option<Verdict> {
-    let ev = ctx.evidence();
-    let d = ctx.story.last().dropped()?.clone();
-    let sentence = format!(
-        "dropped in {} on {} ({}): {} at {}; no explanation rule matched",
-        ctx.ns(),
-        ctx.ifname_or_none(),
-        ctx.tuple_text(),
-        d.name,
-        d.location.as_deref().unwrap_or("an unknown location")
-    );
-    Some(Verdict::new(sentence, ev, Confidence::Partial))
 }
 
 /// `10.0.0.1:4000`, `[fd00::1]:4000`.
