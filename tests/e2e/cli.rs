@@ -1,13 +1,15 @@
 //! Flags, usage errors and privileges.
 
-use crate::util::{cmd, require_root};
+use testkit::ci::require_root;
+
+use crate::skbtrace;
 
 #[test]
 fn version_and_help() {
-    let out = cmd::run(&["--version"]);
+    let out = skbtrace::run(&["--version"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("skbtrace "));
-    let out = cmd::run(&["--help"]);
+    let out = skbtrace::run(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in ["--filter-func", "--output-json", "--backend", "--filter-track-skb", "--output-pcap"] {
@@ -17,7 +19,7 @@ fn version_and_help() {
 
 #[test]
 fn unknown_flag_prints_usage_and_exits_2() {
-    let out = cmd::run(&["--no-such-flag"]);
+    let out = skbtrace::run(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Usage:"), "no usage in: {err}");
@@ -33,7 +35,7 @@ fn bad_values_exit_2_and_name_the_value() {
         (vec!["--filter-ifname", "nosuchif0"], "nosuchif0"),
         (vec!["--output-pcap", "/nonexistent/dir/x.pcapng"], "/nonexistent/dir/x.pcapng"),
     ] {
-        let out = cmd::run(&args);
+        let out = skbtrace::run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: message does not name {needle}: {err}");
@@ -43,10 +45,10 @@ fn bad_values_exit_2_and_name_the_value() {
 
 #[test]
 fn filter_func_matching_nothing_exits_2() {
-    if !require_root("filter_func_matching_nothing_exits_2") {
+    if !require_root() {
         return;
     }
-    let out = cmd::run(&["--filter-func", "no_such_function_xyz"]);
+    let out = skbtrace::run(&["--filter-func", "no_such_function_xyz"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("matches no"), "{err}");
@@ -54,13 +56,13 @@ fn filter_func_matching_nothing_exits_2() {
 
 #[test]
 fn without_privileges_names_missing_capabilities() {
-    if !require_root("without_privileges_names_missing_capabilities") {
+    if !require_root() {
         return;
     }
     // Drop to nobody with no capabilities, as an unprivileged user would run it.
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(cmd::bin())
+        .arg(skbtrace::bin())
         .arg("udp")
         .output()
         .expect("running setpriv (util-linux)");
@@ -70,21 +72,8 @@ fn without_privileges_names_missing_capabilities() {
 }
 
 #[test]
-fn list_funcs_on_this_host() {
-    if !require_root("list_funcs_on_this_host") {
-        return;
-    }
-    let out = cmd::run(&["--list-funcs"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    // This host has no kprobes, so the list is of tracepoints.
-    assert!(text.lines().any(|l| l.starts_with("kfree_skb\t1")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("netif_receive_skb\t")), "{text}");
-}
-
-#[test]
 fn kprobe_backend_without_kprobes_fails_clearly() {
-    if !require_root("kprobe_backend_without_kprobes_fails_clearly") {
+    if !require_root() {
         return;
     }
     if std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
@@ -92,7 +81,7 @@ fn kprobe_backend_without_kprobes_fails_clearly() {
         return;
     }
     for backend in ["kprobe", "kprobe-multi"] {
-        let out = cmd::run(&["--backend", backend]);
+        let out = skbtrace::run(&["--backend", backend]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("cannot attach kprobes") && err.contains("--backend tracepoint"), "{err}");

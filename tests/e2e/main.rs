@@ -1,14 +1,15 @@
-//! skbtrace end to end: the binary as users run it, on this host (whose
-//! kernel has no kprobes, so the tracepoint backend) and inside a VM booting
-//! Debian kernels with kprobes. One module per feature.
+//! skbtrace end to end: the binary as users run it. One module per feature.
+//! `scenarios` run on this host (whose kernel has no kprobes, so through the
+//! tracepoint backend) and, started by `vm`, inside VMs booting Debian
+//! kernels with kprobes; the other modules run on this host only.
 
 mod cli;
-mod drops;
+mod dist;
 mod explain;
-mod filters;
-mod nat;
 mod output;
 mod pcap;
+mod pwru_flags;
+mod scenarios;
 mod signals;
-mod util;
+mod skbtrace;
 mod vm;

@@ -1,54 +1,38 @@
-//! tcpdump expressions run in the kernel, and pcap-ng that tshark reads.
+//! tcpdump expressions on whole packets, and pcap-ng that tshark reads.
 
 use std::process::Command;
 
-use crate::util::{cmd::Tracer, netns::Netns, require_root};
+use testkit::{ci::require_root, netns::Netns};
+
+use crate::skbtrace;
 
 #[test]
-fn expression_keeps_one_flow_of_two() {
-    if !require_root("expression_keeps_one_flow_of_two") {
-        return;
+fn length_tests_see_the_whole_packet_not_the_copied_bytes() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
     }
-    let ns = Netns::new("flows");
-    let t = Tracer::start(&["--filter-netns", &ns.path(), "--output-json", "udp and dst port 4000"]);
-    // Two flows, interleaved: only the first matches.
-    for i in 0..5 {
-        ns.send_udp("127.0.0.1", 4000, &format!("match{i}"));
-        ns.send_udp("127.0.0.1", 4002, &format!("other{i}"));
-    }
-    let events = t.stop().json();
-    let to_4000 = events.iter().filter(|e| e["tuple"]["dport"] == 4000).count();
-    assert!(events.iter().all(|e| e["tuple"]["dport"] == 4000), "an event of the other flow got through: {events:?}");
-    // Each datagram is seen at several tracepoints and dropped once.
-    let drops = events.iter().filter(|e| e["drop_reason"] == "SKB_DROP_REASON_NO_SOCKET").count();
-    assert_eq!(drops, 5, "every datagram of the matching flow is dropped once: {events:?}");
-    assert!(to_4000 > drops);
-}
-
-#[test]
-fn length_tests_see_the_whole_packet_not_the_copied_bytes() {
-    if !require_root("length_tests_see_the_whole_packet_not_the_copied_bytes") {
-        return;
-    }
-    let ns = Netns::new("greater");
+    let ns = Netns::new("gtr")?;
     // The kernel copies at most 256 bytes; tcpdump's `greater` counts every byte of the packet.
-    let t = Tracer::start(&["--filter-netns", &ns.path(), "--output-json", "udp port 4000 and greater 600"]);
+    let t = skbtrace::command()
+        .args(["--filter-netns", &ns.path(), "--output-json", "udp port 4000 and greater 600"])
+        .start()?;
     for _ in 0..3 {
-        ns.send_udp("127.0.0.1", 4000, &"s".repeat(100));
-        ns.send_udp("127.0.0.1", 4000, &"L".repeat(1000));
+        ns.send_udp("127.0.0.1", 4000, "s".repeat(100))?;
+        ns.send_udp("127.0.0.1", 4000, "L".repeat(1000))?;
     }
-    let events = t.stop().json();
+    let events = t.stop()?.events()?;
     let drops = events.iter().filter(|e| e["drop_reason"] == "SKB_DROP_REASON_NO_SOCKET").count();
     assert_eq!(drops, 3, "each long datagram is dropped once, and only those: {events:?}");
     for event in &events {
         let len = event["len"].as_u64().unwrap();
         assert!(len >= 1000, "a short datagram got through: {event}");
     }
+    Ok(())
 }
 
 #[test]
 fn invalid_expression_exits_2_with_libpcaps_message() {
-    let out = crate::util::cmd::run(&["udp and and port"]);
+    let out = skbtrace::run(&["udp and and port"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("syntax error") && err.contains("udp and and port"), "{err}");
@@ -58,40 +42,34 @@ fn invalid_expression_exits_2_with_libpcaps_message() {
 fn oversized_expression_says_so() {
     // IPv6 hosts: large after libpcap's optimizer, yet quick to compile.
     let expr = (0..150).map(|i| format!("ip6 host 2001:db8::{i:x}")).collect::<Vec<_>>().join(" or ");
-    let out = crate::util::cmd::run(&[&expr]);
+    let out = skbtrace::run(&[&expr]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("too large"), "{err}");
 }
 
 #[test]
-fn tshark_reads_the_pcapng_and_agrees_with_the_text() {
-    if !require_root("tshark_reads_the_pcapng_and_agrees_with_the_text") {
-        return;
+fn tshark_reads_the_pcapng_and_agrees_with_the_text() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
     }
     if Command::new("tshark").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "tshark is missing under CI (cargo xtask setup installs it)");
-        eprintln!("SKIPPED: tshark not installed");
-        return;
+        testkit::ci::skip("tshark is not installed (cargo xtask setup installs it)");
+        return Ok(());
     }
-    let ns = Netns::new("pcap");
+    let ns = Netns::new("pca")?;
     let pcap = std::env::temp_dir().join(format!("skbtrace-{}.pcapng", std::process::id()));
-    let t = Tracer::start(&[
-        "--filter-netns",
-        &ns.path(),
-        "--output-json",
-        "--output-pcap",
-        pcap.to_str().unwrap(),
-        "udp port 4000",
-    ]);
+    let t = skbtrace::command()
+        .args(["--filter-netns", &ns.path(), "--output-json", "--output-pcap", pcap.to_str().unwrap(), "udp port 4000"])
+        .start()?;
     // Longer than the headers the filter reads: the rest is copied once the packet matched.
     let payload = "x".repeat(100);
     for _ in 0..3 {
-        ns.send_udp("127.0.0.1", 4000, &payload);
+        ns.send_udp("127.0.0.1", 4000, &payload)?;
     }
-    let done = t.stop();
+    let done = t.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
-    let events = done.json();
+    let events = done.events()?;
     let out = Command::new("tshark")
         .args([
             "-r",
@@ -133,4 +111,5 @@ fn tshark_reads_the_pcapng_and_agrees_with_the_text() {
         assert_eq!(len, headers + udp_payload, "{packet}");
         assert_eq!(fields[6], "78".repeat(cap_len - headers), "payload bytes of {packet}");
     }
+    Ok(())
 }

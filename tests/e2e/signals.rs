@@ -4,130 +4,100 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    os::unix::process::CommandExt as _,
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
-use crate::util::{
-    cmd::{self, Tracer},
-    netns::Netns,
-    require_root,
-};
+use testkit::{ci::require_root, netns::Netns, summary::End};
+
+use crate::skbtrace;
 
 #[test]
-fn sigterm_flushes_and_exits_0() {
-    if !require_root("sigterm_flushes_and_exits_0") {
-        return;
+fn sigterm_flushes_and_exits_0() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
     }
-    let ns = Netns::new("term");
-    let t = Tracer::start(&["--filter-netns", &ns.path(), "--filter-func", "kfree_skb"]);
-    ns.send_udp("127.0.0.1", 4900, "x");
-    std::thread::sleep(Duration::from_millis(300));
-    t.signal(libc::SIGTERM);
-    let done = t.wait();
+    let ns = Netns::new("trm")?;
+    let t = skbtrace::command().args(["--filter-netns", &ns.path(), "--filter-func", "kfree_skb"]).start()?;
+    // The drop happens inside the send (loopback delivers in the sender's
+    // context), so its event is in the ring buffer before the signal.
+    ns.send_udp("127.0.0.1", 4900, "x")?;
+    t.signal(libc::SIGTERM)?;
+    let done = t.wait()?;
     assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
-    assert!(done.stdout.contains(":4900(udp)"), "event not flushed:\n{}", done.stdout);
-    assert!(done.stderr.contains("1 events") || done.stderr.contains(" events"), "{}", done.stderr);
+    let lines = done.stdout.lines().filter(|l| l.contains(":4900(udp)")).count();
+    assert_eq!(lines, 1, "the event was not flushed, or printed twice:\n{}", done.stdout);
+    let summary = done.summary()?;
+    assert_eq!(summary.events, 1, "{summary:?}");
+    assert_eq!(summary.end, End::Signal);
+    Ok(())
 }
 
 #[test]
-fn sigint_works_when_it_began_ignored() {
-    if !require_root("sigint_works_when_it_began_ignored") {
-        return;
+fn sigint_works_when_it_began_ignored() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
     }
-    let ready = std::env::temp_dir().join(format!("skbtrace-bg-{}.ready", std::process::id()));
-    let _ = std::fs::remove_file(&ready);
-    let mut child = Command::new(cmd::bin());
-    child.args(["--filter-func", "kfree_skb", "--ready-file"]).arg(&ready);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        child.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let mut child = child.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starting skbtrace");
-    if let Err(status) = cmd::wait_for_ready(&mut child, &ready, Duration::from_secs(60)) {
-        panic!("skbtrace exited ({status}) before it was ready");
-    }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = cmd::wait_for_exit(&mut child, Duration::from_secs(30), "skbtrace ignored SIGINT");
-    let _ = std::fs::remove_file(&ready);
-    assert_eq!(status.code(), Some(0));
+    let t = skbtrace::command()
+        .args(["--filter-func", "kfree_skb"])
+        .ignore_sigint()
+        .stdout(Stdio::null())
+        .limits(Duration::from_secs(60), Duration::from_secs(30))
+        .start()?;
+    let done = t.stop()?;
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    Ok(())
 }
 
 #[test]
-fn closed_pipe_ends_quietly() {
-    if !require_root("closed_pipe_ends_quietly") {
-        return;
+fn closed_pipe_ends_quietly() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
     }
-    let ns = Netns::new("pipe");
-    let ready = std::env::temp_dir().join(format!("skbtrace-pipe-{}.ready", std::process::id()));
-    let _ = std::fs::remove_file(&ready);
-    let mut child = Command::new(cmd::bin())
-        .args(["--filter-netns", &ns.path(), "--ready-file"])
-        .arg(&ready)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting skbtrace");
-    if let Err(status) = cmd::wait_for_ready(&mut child, &ready, Duration::from_secs(60)) {
-        panic!("skbtrace exited ({status}) before it was ready");
-    }
+    let ns = Netns::new("pip")?;
+    let mut t = skbtrace::command().args(["--filter-netns", &ns.path()]).stdout(Stdio::piped()).start()?;
     // Read the header, then go away like `| head -1` does.
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut out = BufReader::new(t.take_stdout().expect("piped"));
     let mut header = String::new();
-    ns.send_udp("127.0.0.1", 5000, "x");
-    out.read_line(&mut header).expect("header");
+    ns.send_udp("127.0.0.1", 5000, "x")?;
+    out.read_line(&mut header)?;
     drop(out);
+    // skbtrace learns that the reader left when it next writes: keep giving
+    // it events until it exits.
     let started = Instant::now();
     let mut port = 5001;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("polling") {
-            break s;
-        }
+    while t.try_wait()?.is_none() {
         assert!(started.elapsed() < Duration::from_secs(30), "skbtrace kept running after its reader left");
-        ns.send_udp("127.0.0.1", port, "x");
+        ns.send_udp("127.0.0.1", port, "x")?;
         port += 1;
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = std::fs::remove_file(&ready);
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).ok();
-    assert_eq!(status.code(), Some(0), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    }
+    let done = t.wait()?;
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert!(!done.stderr.contains("panicked") && !done.stderr.contains("Broken pipe"), "{}", done.stderr);
+    Ok(())
 }
 
 /// `skbtrace 2>&1 | head -1`: stdout and stderr are one pipe, and its reader
 /// is gone before skbtrace writes its closing lines ("N events").
 #[test]
-fn closed_stderr_is_not_a_crash() {
-    if !require_root("closed_stderr_is_not_a_crash") {
-        return;
+fn closed_stderr_is_not_a_crash() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
     }
-    let ready = std::env::temp_dir().join(format!("skbtrace-stderr-{}.ready", std::process::id()));
-    let _ = std::fs::remove_file(&ready);
-    let mut child = Command::new(cmd::bin())
-        .args(["--filter-func", "kfree_skb", "--ready-file"])
-        .arg(&ready)
+    let mut t = skbtrace::command()
+        .args(["--filter-func", "kfree_skb"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting skbtrace");
-    if let Err(status) = cmd::wait_for_ready(&mut child, &ready, Duration::from_secs(60)) {
-        panic!("skbtrace exited ({status}) before it was ready");
-    }
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        .limits(Duration::from_secs(60), Duration::from_secs(30))
+        .start()?;
+    let mut err = BufReader::new(t.take_stderr().expect("piped"));
     let mut first = String::new();
-    err.read_line(&mut first).expect("a first stderr line");
+    err.read_line(&mut first)?;
     assert!(first.starts_with("skbtrace: "), "{first}");
     drop(err);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = cmd::wait_for_exit(&mut child, Duration::from_secs(30), "skbtrace did not end after SIGINT");
-    let _ = std::fs::remove_file(&ready);
+    let done = t.stop()?;
     // A panic writing to the closed stderr would be exit status 101.
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(done.status.code(), Some(0));
+    Ok(())
 }

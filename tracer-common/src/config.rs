@@ -49,6 +49,8 @@ pub const CFG_MARK: u32 = 1 << 4;
 pub const CFG_NETNS: u32 = 1 << 5;
 pub const CFG_IFINDEX: u32 = 1 << 6;
 pub const CFG_PID: u32 = 1 << 7;
+/// Config flag: an skb expression is compiled in (`--filter-skb-expr`); call it.
+pub const CFG_SKB_EXPR: u32 = 1 << 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

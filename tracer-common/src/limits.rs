@@ -27,6 +27,9 @@ pub const LOST_ENTRIES: u32 = 8192;
 pub const FILTER_L2_SYMBOL: &str = "skbtrace_filter_l2";
 /// Same, for captures that start at the network header.
 pub const FILTER_L3_SYMBOL: &str = "skbtrace_filter_l3";
+/// Name of the eBPF subprogram that user space replaces with the compiled
+/// `--filter-skb-expr` expression; it takes the `struct sk_buff *`.
+pub const FILTER_SKB_EXPR_SYMBOL: &str = "skbtrace_filter_skb_expr";
 /// Name of the eBPF subprogram that user space replaces, per loaded copy of a
 /// tracepoint program, with one that returns that copy's probe id.
 pub const PROBE_ID_SYMBOL: &str = "skbtrace_probe_id";

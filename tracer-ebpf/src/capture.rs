@@ -13,8 +13,8 @@ use aya_ebpf::{
 use tracer_common::{
     Config, Event,
     config::{
-        CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB, OFFSET_NONE,
-        SKB_READ_MAX,
+        CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_SKB_EXPR, CFG_STACK, CFG_TRACK_SKB,
+        OFFSET_NONE, SKB_READ_MAX,
     },
     event::{Capture, EVENT_SIZE, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
@@ -25,7 +25,7 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
 use crate::{
-    filter::{skbtrace_filter_l2, skbtrace_filter_l3},
+    filter::{skbtrace_filter_l2, skbtrace_filter_l3, skbtrace_filter_skb_expr},
     maps::{EVENTS, LOST, SCRATCH, SKB_COPY, STACKS, TRACKED},
 };
 
@@ -162,6 +162,11 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let sk_buff = SkbCopy::read(skb, cfg);
     ev.mark = sk_buff.field::<u32>(o.skb_mark);
     if filters & CFG_MARK != 0 && ev.mark & cfg.mark_mask != cfg.mark {
+        return false;
+    }
+    // The skb expression reads what it needs itself: before the device,
+    // the namespace and the packet bytes are read for an skb it rejects.
+    if filters & CFG_SKB_EXPR != 0 && skbtrace_filter_skb_expr(skb) == 0 {
         return false;
     }
     let dev: u64 = sk_buff.field(o.skb_dev);

@@ -2,7 +2,7 @@
 //!
 //! The loader finds these subprograms by symbol name and swaps their bodies
 //! for generated code: the pcap filter compiled from the user's expression,
-//! and, for each loaded copy of a tracepoint program, a function returning
+//! the `--filter-skb-expr` expression, and, for each loaded copy of a tracepoint program, a function returning
 //! that copy's probe id. The bodies below only keep the calls and arguments
 //! alive through LLVM (volatile reads stop it from folding them away).
 
@@ -28,6 +28,16 @@ pub extern "C" fn skbtrace_filter_l3(data: *const u8, len: u32, wire_len: u32) -
     // SAFETY: as above.
     unsafe { read_volatile(data) as u32 ^ len ^ wire_len ^ read_volatile(&SKBTRACE_PLACEHOLDER) }
 }
+
+/// Returns 1 when the skb at `skb` matches the user's `--filter-skb-expr`,
+/// 0 otherwise (`tracer/src/filter/skb_expr.rs` states the contract).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn skbtrace_filter_skb_expr(skb: u64) -> u32 {
+    // SAFETY: as above.
+    unsafe { (skb ^ read_volatile(&SKBTRACE_PLACEHOLDER) as u64) as u32 }
+}
+crate::names::check_program!(skbtrace_filter_skb_expr, tracer_common::limits::FILTER_SKB_EXPR_SYMBOL);
 
 /// The probe id of this loaded copy of a tracepoint program.
 #[unsafe(no_mangle)]

@@ -8,11 +8,12 @@ use std::{hint::black_box, io, time::Instant};
 use etherparse::PacketBuilder;
 use tracer::{
     cli::Timestamp,
+    config::Columns,
     decode,
     ksym::Kallsyms,
     output::{Consumer, json::JsonPrinter, text::TextPrinter},
     probes::Probe,
-    resolve::{DropReasons, Resolver},
+    resolve::{DropReasons, Resolver, Wanted},
 };
 use tracer_common::{
     Event,
@@ -63,7 +64,8 @@ fn main() -> io::Result<()> {
     black_box(ports);
 
     let rate = |printer: &mut dyn Consumer| -> io::Result<f64> {
-        let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, Timestamp::None);
+        let wanted = Wanted { timestamp: Timestamp::None, netns_names: false, tunnel: false };
+        let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, wanted);
         let started = Instant::now();
         for _ in 0..n {
             printer.event(&resolver.resolve(black_box(ev)))?;
@@ -71,7 +73,7 @@ fn main() -> io::Result<()> {
         printer.flush()?;
         Ok(f64::from(n) / started.elapsed().as_secs_f64())
     };
-    let text = rate(&mut TextPrinter::new(io::BufWriter::new(io::sink()), false))?;
+    let text = rate(&mut TextPrinter::new(io::BufWriter::new(io::sink()), Timestamp::None, Columns::default()))?;
     let json = rate(&mut JsonPrinter::new(io::BufWriter::new(io::sink())))?;
     println!(r#"{{"decode":{decode:.0},"text":{text:.0},"json":{json:.0}}}"#);
     Ok(())

@@ -2,11 +2,12 @@
 //! which functions and tracepoints take an skb and where, field offsets, and
 //! enum names (drop reasons). Nothing kernel-specific is compiled in.
 
+pub mod ctype;
 mod reader;
 
 use std::{
     collections::HashMap,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, OnceLock},
 };
 
@@ -17,6 +18,8 @@ use reader::{
 use tracer_common::config::{OFFSET_NONE, Offsets, SKB_READ_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+/// The running kernel's BTF directory: vmlinux and one file per loaded module.
+pub const SYS_BTF_DIR: &str = "/sys/kernel/btf";
 
 /// The kernel has no BTF; callers exit 1 with this message.
 #[derive(Debug)]
@@ -35,6 +38,13 @@ impl std::error::Error for NoBtf {}
 
 pub struct KernelBtf {
     vmlinux: Arc<Blob>,
+    /// Where module BTF files are: `/sys/kernel/btf`, or the directory of a
+    /// `--kernel-btf` file.
+    modules_dir: PathBuf,
+    /// The file name of vmlinux's BTF in `modules_dir`, which is not a module.
+    vmlinux_name: String,
+    /// Whether vmlinux's BTF came from `--kernel-btf` rather than the kernel.
+    external: bool,
     /// Module BTFs (split on vmlinux) opened with `--kmods`.
     modules: Vec<(String, Blob)>,
     /// Ids of vmlinux's structs and enums by name, built on first use: the
@@ -64,8 +74,22 @@ pub struct SkbFunc {
 }
 
 impl KernelBtf {
+    /// The running kernel's BTF ([`VMLINUX`]).
     pub fn open() -> anyhow::Result<Self> {
         Self::open_path(Path::new(VMLINUX))
+    }
+
+    /// The running kernel's BTF, or with `Some(file)` pwru's `--kernel-btf
+    /// FILE`: a vmlinux BTF from elsewhere (btfhub, `bpftool btf dump file
+    /// /sys/kernel/btf/vmlinux format raw`, or an ELF `vmlinux` with a
+    /// `.BTF` section). Module BTF then comes from files beside `file`, named
+    /// like the modules (see [`add_modules`](Self::add_modules)).
+    pub fn open_from(file: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(file) = file else { return Self::open() };
+        let vmlinux = Blob::from_file(file, None).with_context(|| {
+            format!("reading the kernel BTF given by --kernel-btf {}; it must be a BTF file or an ELF vmlinux with a .BTF section", file.display())
+        })?;
+        Ok(Self::new(vmlinux, file, true))
     }
 
     pub fn open_path(path: &Path) -> anyhow::Result<Self> {
@@ -73,31 +97,71 @@ impl KernelBtf {
             return Err(NoBtf.into());
         }
         let vmlinux = Blob::from_file(path, None).context("reading the kernel's BTF")?;
-        Ok(Self { vmlinux: Arc::new(vmlinux), modules: Vec::new(), by_name: OnceLock::new() })
+        Ok(Self::new(vmlinux, path, false))
     }
 
-    /// Loads the BTF of kernel modules (`/sys/kernel/btf/<name>`).
-    pub fn add_modules(&mut self, names: &[String]) -> anyhow::Result<()> {
+    /// `path` is vmlinux's BTF file; module BTF files are beside it.
+    fn new(vmlinux: Blob, path: &Path, external: bool) -> Self {
+        let modules_dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let vmlinux_name = path.file_name().map_or_else(|| "vmlinux".to_owned(), |n| n.to_string_lossy().into_owned());
+        Self {
+            vmlinux: Arc::new(vmlinux),
+            modules_dir,
+            vmlinux_name,
+            external,
+            modules: Vec::new(),
+            by_name: OnceLock::new(),
+        }
+    }
+
+    /// Whether vmlinux's BTF came from a `--kernel-btf` file.
+    pub fn is_external(&self) -> bool {
+        self.external
+    }
+
+    /// Where module BTF files are read from.
+    pub fn modules_dir(&self) -> &Path {
+        &self.modules_dir
+    }
+
+    /// Loads the BTF of kernel modules: `/sys/kernel/btf/<name>`, or with
+    /// `--kernel-btf FILE`, `<FILE's directory>/<name>`. Module BTF is split
+    /// BTF whose type ids continue vmlinux's, so it is only read from beside
+    /// the vmlinux BTF it was made with. With `--kernel-btf`, a module with no
+    /// file there is skipped with a note (its functions are not traced); it is
+    /// returned among the skipped names. Without it, a missing module is an error.
+    pub fn add_modules(&mut self, names: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut skipped = Vec::new();
         for name in names {
-            let path = Path::new("/sys/kernel/btf").join(name);
+            let path = self.modules_dir.join(name);
+            if self.external && !path.is_file() {
+                crate::note!(
+                    "not tracing kernel module {name}: no BTF file {} beside the --kernel-btf file",
+                    path.display()
+                );
+                skipped.push(name.clone());
+                continue;
+            }
             let btf = Blob::from_file(&path, Some(self.vmlinux.clone()))
-                .with_context(|| format!("reading the BTF of kernel module {name}"))?;
+                .with_context(|| format!("reading the BTF of kernel module {name} from {}", path.display()))?;
             self.modules.push((name.clone(), btf));
         }
-        Ok(())
+        Ok(skipped)
     }
 
     /// Names of every module that has BTF loaded (for `--all-kmods`).
     pub fn module_names() -> anyhow::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir("/sys/kernel/btf").context("listing /sys/kernel/btf")? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if name != "vmlinux" {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        list_modules(Path::new(SYS_BTF_DIR), "vmlinux")
+    }
+
+    /// Names of every module whose BTF [`add_modules`](Self::add_modules)
+    /// can read (for `--all-kmods`): the files of `/sys/kernel/btf`, or with
+    /// `--kernel-btf`, the other files of its directory.
+    pub fn available_modules(&self) -> anyhow::Result<Vec<String>> {
+        list_modules(&self.modules_dir, &self.vmlinux_name)
     }
 
     /// Values and names of an enum, e.g. `skb_drop_reason`.
@@ -205,6 +269,21 @@ impl KernelBtf {
     }
 }
 
+/// File names in `dir` other than `vmlinux` (the base BTF), sorted.
+fn list_modules(dir: &Path, vmlinux: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing module BTF files in {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing module BTF files in {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != vmlinux && entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Finds a member by name, descending into anonymous structs and unions;
 /// returns its byte offset and its type with typedefs stripped.
 fn member<'a>(ty: Type<'a>, name: &str) -> Option<(u32, Type<'a>)> {
@@ -297,6 +376,43 @@ mod tests {
         // 2 on 6.1, 3 on 6.18: whichever it is, it comes from BTF.
         assert!(matches!(no_socket, Some(2..=4)), "{no_socket:?}");
         assert_eq!(names.get(&0).map(String::as_str), Some("SKB_NOT_DROPPED_YET"));
+    }
+
+    #[test]
+    fn kernel_btf_from_a_file_with_modules_beside_it() {
+        let Some(k) = kernel() else { return };
+        let dir = std::env::temp_dir().join(format!("skbtrace-kernel-btf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vmlinux-6.x.btf");
+        std::fs::copy(VMLINUX, &file).unwrap();
+        // A module that is loaded, when there is one, copied beside it.
+        let module = KernelBtf::module_names().unwrap().into_iter().next();
+        if let Some(m) = &module {
+            std::fs::copy(Path::new(SYS_BTF_DIR).join(m), dir.join(m)).unwrap();
+        }
+
+        let mut external = KernelBtf::open_from(Some(&file)).expect("opening a copy of vmlinux's BTF");
+        assert!(external.is_external() && !k.is_external());
+        assert_eq!(external.modules_dir(), dir);
+        assert_eq!(external.skb_functions(), k.skb_functions(), "the same BTF, the same functions");
+        assert_eq!(external.offsets().unwrap().skb_len, k.offsets().unwrap().skb_len);
+        assert_eq!(external.available_modules().unwrap(), module.iter().cloned().collect::<Vec<_>>());
+
+        let mut wanted: Vec<String> = module.iter().cloned().collect();
+        wanted.push("no_such_module".into());
+        let skipped = external.add_modules(&wanted).expect("a missing module is skipped, not an error");
+        assert_eq!(skipped, ["no_such_module"]);
+        assert_eq!(external.modules.len(), module.iter().count(), "the module beside the file is read");
+        // Without --kernel-btf, a module that is not loaded is an error naming it.
+        let mut own = KernelBtf::open_from(None).unwrap();
+        let err = own.add_modules(&["no_such_module".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("no_such_module"), "{err:#}");
+
+        let missing = dir.join("missing.btf");
+        let err = KernelBtf::open_from(Some(&missing)).err().expect("an error");
+        assert!(format!("{err:#}").contains(&missing.display().to_string()), "{err:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

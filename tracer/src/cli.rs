@@ -5,6 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+use crate::generate::Generate;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// kprobe-multi where the kernel has it, else kprobes, else tracepoints.
@@ -35,7 +37,7 @@ pub enum Timestamp {
 /// exits (and a grace period after), and exits with CMD's status, or with the
 /// assertion's code when --fail-on-drop or --expect-drop failed.
 #[derive(Debug, Parser)]
-#[command(name = "skbtrace", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "skbtrace", version = crate::VERSION, about = ABOUT, long_about = None, after_help = EXIT_CODES)]
 pub struct Args {
     /// pcap-filter expression, as for tcpdump (e.g. 'udp and dst port 4000'); run in the kernel.
     #[arg(value_name = "EXPRESSION")]
@@ -107,6 +109,10 @@ pub struct Args {
     /// Only skbs seen while process PID is current.
     #[arg(long, value_name = "PID")]
     pub filter_pid: Option<u32>,
+    /// Only skbs for which this C expression over their fields holds, e.g. 'skb->len > 100 &&
+    /// skb->dev->name == "eth0"'; checked against the kernel's BTF, run in the kernel.
+    #[arg(long, value_name = "EXPR")]
+    pub filter_skb_expr: Option<String>,
     /// Once an skb matched, keep tracing it through NAT and header rewrites until it is freed.
     #[arg(long)]
     pub filter_track_skb: bool,
@@ -114,6 +120,24 @@ pub struct Args {
     #[arg(long, default_value_t = tracer_common::limits::TRACK_ENTRIES_DEFAULT, value_name = "N")]
     pub track_entries: u32,
 
+    /// The NETNS, MARK/x, IFACE, PROTO, MTU and LEN columns (--output-meta=false hides them).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub output_meta: bool,
+    /// The TUPLE column (--output-tuple=false hides it).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub output_tuple: bool,
+    /// TCP flags in the tuple, e.g. 10.0.0.1:80->10.0.0.2:4000(tcp:SYN|ACK).
+    #[arg(long)]
+    pub output_tcp_flags: bool,
+    /// The inner tuple of VXLAN and Geneve packets (TUNNEL column, JSON `tunnel`).
+    #[arg(long)]
+    pub output_tunnel: bool,
+    /// The network namespace's name (from /run/netns and container runtimes' netns directories).
+    #[arg(long)]
+    pub output_netns_names: bool,
+    /// Width of the netns name column.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub netns_names_max_length: usize,
     /// Print the kernel stack of each event.
     #[arg(long)]
     pub output_stack: bool,
@@ -123,9 +147,21 @@ pub struct Args {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub output_json: bool,
-    /// Write the trace to PATH instead of standard output.
+    /// Write the trace to PATH instead of standard output (rotated as the next four options say).
     #[arg(long, value_name = "PATH")]
     pub output_file: Option<PathBuf>,
+    /// Rotate --output-file when it reaches MB megabytes (pwru's default, 100).
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    pub output_file_max_size: u64,
+    /// Rotated files to keep (0: all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub output_file_max_backups: usize,
+    /// Days to keep rotated files (0: forever).
+    #[arg(long, default_value_t = 0, value_name = "DAYS")]
+    pub output_file_max_age: u32,
+    /// gzip rotated files.
+    #[arg(long)]
+    pub output_file_compress: bool,
     /// Stop after N events.
     #[arg(long, value_name = "N")]
     pub output_limit_lines: Option<u64>,
@@ -151,6 +187,15 @@ pub struct Args {
     #[arg(long, default_value_t = tracer_common::limits::RING_BYTES_DEFAULT / 1024, value_name = "KIB")]
     pub ring_size: u32,
 
+    /// Read the kernel's BTF from FILE (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_btf: Option<PathBuf>,
+
+    /// pwru's flags that skbtrace does not have yet: accepted by the parser
+    /// so that the refusal can say why (config.rs).
+    #[command(flatten)]
+    pub pwru_not_yet: PwruNotYet,
+
     /// Create PATH once every probe is attached.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -163,11 +208,24 @@ pub struct Args {
     /// Show the eBPF programs' own diagnostics.
     #[arg(long)]
     pub debug: bool,
+
+    /// Write shell completions or the man page to standard output and exit.
+    #[arg(long, value_enum, hide = true, value_name = "KIND")]
+    pub generate: Option<Generate>,
 }
 
 /// `--grace`'s default: replies, ICMP errors and resets still in flight
 /// when a client exits arrive within a few round trips.
 pub const GRACE_DEFAULT: Duration = Duration::from_millis(300);
+
+/// One line on what skbtrace is, for `--help` and the man page's NAME.
+const ABOUT: &str = "where did my packet go? Traces packets (sk_buffs) through the kernel and says where they were \
+                     dropped and why";
+
+/// The command line's definition, for `--generate`.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
 
 /// Parses the command line; `--` alone (no command after it) is kept track
 /// of, since clap cannot tell it from no `--` at all.
@@ -195,4 +253,97 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
     }
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); e.g. 300ms, 2s, 1m"))
+}
+
+/// pwru 1.0.12's flags that skbtrace does not implement yet, hidden from
+/// `--help`. Each is refused with the reason (`PwruNotYet::refusal`).
+#[derive(Debug, Default, clap::Args)]
+pub struct PwruNotYet {
+    #[arg(long, hide = true, value_name = "FUNCS")]
+    pub filter_non_skb_funcs: Option<String>,
+    #[arg(long, hide = true)]
+    pub filter_track_skb_by_stackid: bool,
+    #[arg(long, hide = true)]
+    pub filter_trace_tc: bool,
+    #[arg(long, hide = true)]
+    pub filter_trace_xdp: bool,
+    #[arg(long, hide = true)]
+    pub filter_track_bpf_helpers: bool,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l2: Option<String>,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l3: Option<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub filter_kprobe_batch: Option<u64>,
+    #[arg(long, hide = true, value_name = "EXPR")]
+    pub filter_xdp_expr: Option<String>,
+    #[arg(long, hide = true)]
+    pub output_bpfmap: bool,
+    #[arg(long, hide = true, value_name = "FIELDS")]
+    pub output_xdp_metadata: Option<String>,
+    #[arg(long, hide = true)]
+    pub output_skb: bool,
+    #[arg(long, hide = true)]
+    pub output_skb_shared_info: bool,
+    #[arg(long, hide = true)]
+    pub output_skb_cb: bool,
+    #[arg(long, hide = true, value_name = "FIELDS")]
+    pub output_skb_metadata: Option<String>,
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub set_percpu_buf: Option<u64>,
+}
+
+const LATER_FENTRY: &str =
+    "tracing tc and XDP BPF programs (fentry/fexit) and the BPF helpers they call is a later step";
+const SKB_DUMPS: &str =
+    "printing sk_buff fields is a later step; --output-json has len, mark, protocol, device and netns";
+
+impl PwruNotYet {
+    /// The first flag given, and why skbtrace refuses it.
+    pub fn refusal(&self) -> Option<(&'static str, &'static str)> {
+        [
+            (
+                self.filter_non_skb_funcs.is_some(),
+                "--filter-non-skb-funcs",
+                "attributing non-skb functions to a packet (by stack) is not implemented",
+            ),
+            (
+                self.filter_track_skb_by_stackid,
+                "--filter-track-skb-by-stackid",
+                "following an skb across re-allocation by its stack is not implemented",
+            ),
+            (self.filter_trace_tc, "--filter-trace-tc", LATER_FENTRY),
+            (self.filter_trace_xdp, "--filter-trace-xdp", LATER_FENTRY),
+            (self.filter_track_bpf_helpers, "--filter-track-bpf-helpers", LATER_FENTRY),
+            (self.filter_xdp_expr.is_some(), "--filter-xdp-expr", LATER_FENTRY),
+            (self.output_xdp_metadata.is_some(), "--output-xdp-metadata", LATER_FENTRY),
+            (self.output_bpfmap, "--output-bpfmap", LATER_FENTRY),
+            (
+                self.filter_tunnel_pcap_l2.is_some(),
+                "--filter-tunnel-pcap-l2",
+                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
+            ),
+            (
+                self.filter_tunnel_pcap_l3.is_some(),
+                "--filter-tunnel-pcap-l3",
+                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
+            ),
+            (
+                self.filter_kprobe_batch.is_some(),
+                "--filter-kprobe-batch",
+                "skbtrace attaches in parallel and sizes its batches itself; there is no knob",
+            ),
+            (self.output_skb, "--output-skb", SKB_DUMPS),
+            (self.output_skb_shared_info, "--output-skb-shared-info", SKB_DUMPS),
+            (self.output_skb_cb, "--output-skb-cb", SKB_DUMPS),
+            (self.output_skb_metadata.is_some(), "--output-skb-metadata", SKB_DUMPS),
+            (
+                self.set_percpu_buf.is_some(),
+                "--set-percpu-buf",
+                "it sizes pwru's buffer for --output-skb, which skbtrace does not have yet",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag, why)| given.then_some((flag, why)))
+    }
 }

@@ -20,6 +20,7 @@ use crate::{
     cli::{Args, Backend, Timestamp},
     command::CommandSpec,
     filter,
+    output::rotate::Rotation,
 };
 
 /// Bad input: exit 2.
@@ -44,6 +45,8 @@ pub enum Task {
     ListFuncs,
     /// Print the kernel's drop reasons.
     ListDropReasons,
+    /// Write shell completions or the man page.
+    Generate(crate::generate::Generate),
     /// Trace until the end condition.
     Trace,
 }
@@ -81,6 +84,8 @@ pub struct ProbeSpec {
     pub kmods: Kmods,
     /// Follow copies of tracked skbs (`--filter-track-skb`, kprobes).
     pub track_clones: bool,
+    /// The kernel's BTF from this file rather than /sys/kernel/btf/vmlinux.
+    pub kernel_btf: Option<PathBuf>,
 }
 
 /// Kernel modules whose functions are traced too.
@@ -90,9 +95,12 @@ pub enum Kmods {
     All,
 }
 
-/// The pcap expression, compiled for both kinds of capture.
+/// The pcap expression, compiled for both kinds of capture, and the skb
+/// expression (compiled at load, against the kernel's BTF).
 pub struct Filter {
     pub expression: Option<String>,
+    /// `--filter-skb-expr`.
+    pub skb_expr: Option<String>,
     /// For packets whose bytes start at the MAC header.
     pub l2: filter::Compiled,
     /// For packets whose bytes start at the network header.
@@ -118,6 +126,10 @@ pub struct OutputSpec {
     /// Resolve kernel stacks (`--output-stack`).
     pub stack: bool,
     pub snaplen: u32,
+    /// Which of pwru's optional text columns are shown.
+    pub columns: Columns,
+    /// How `--output-file` is rotated.
+    pub rotation: Rotation,
     /// `--explain`: stories instead of lines.
     pub explain: Option<ExplainSpec>,
 }
@@ -160,6 +172,27 @@ impl ExplainSpec {
     }
 }
 
+/// pwru's optional columns (text), and what the resolver adds for them.
+/// The default is pwru's: meta and tuple on, the rest off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// NETNS, MARK/x, IFACE, PROTO, MTU, LEN.
+    pub meta: bool,
+    pub tuple: bool,
+    /// `(tcp:SYN|ACK)` in the tuple.
+    pub tcp_flags: bool,
+    /// TUNNEL: the inner tuple of VXLAN and Geneve.
+    pub tunnel: bool,
+    /// The netns name, in a column this wide.
+    pub netns_names: Option<usize>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None }
+    }
+}
+
 impl OutputSpec {
     /// Whether pcap-ng owns standard output.
     pub fn pcap_to_stdout(&self) -> bool {
@@ -185,6 +218,9 @@ pub struct EndSpec {
 
 impl Config {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
+        if let Some((flag, why)) = args.pwru_not_yet.refusal() {
+            return Err(usage(format!("{flag} (a pwru flag) is not supported yet: {why}")));
+        }
         let expression = (!args.expression.is_empty()).then(|| args.expression.join(" "));
         let filter_func = args
             .filter_func
@@ -203,7 +239,8 @@ impl Config {
         let end = end_spec(&args)?;
         let assertions = assert_spec(&args)?;
         let kernel = kernel_config(&args, expression.is_some())?;
-        let filter = compile_filter(expression)?;
+        let mut filter = compile_filter(expression)?;
+        filter.skb_expr = args.filter_skb_expr.clone();
         let track = args.filter_track_skb;
         // Maps of options not asked for get one entry: the kernel allocates
         // hash and stack maps whole at creation (16k stacks are 17 MB).
@@ -221,10 +258,26 @@ impl Config {
             timestamp: args.timestamp,
             stack: args.output_stack,
             snaplen: args.snaplen,
+            columns: Columns {
+                meta: args.output_meta,
+                tuple: args.output_tuple,
+                tcp_flags: args.output_tcp_flags,
+                tunnel: args.output_tunnel,
+                // pwru's floor for the width.
+                netns_names: args.output_netns_names.then_some(args.netns_names_max_length.max(10)),
+            },
+            rotation: Rotation::pwru(
+                args.output_file_max_size,
+                args.output_file_max_backups,
+                args.output_file_max_age,
+                args.output_file_compress,
+            ),
             explain,
         };
         Ok(Self {
-            task: if args.list_funcs {
+            task: if let Some(kind) = args.generate {
+                Task::Generate(kind)
+            } else if args.list_funcs {
                 Task::ListFuncs
             } else if args.list_drop_reasons {
                 Task::ListDropReasons
@@ -236,6 +289,7 @@ impl Config {
                 filter_func,
                 kmods: if args.all_kmods { Kmods::All } else { Kmods::Named(args.kmods) },
                 track_clones: track,
+                kernel_btf: args.kernel_btf,
             },
             kernel,
             filter,
@@ -314,18 +368,27 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
         kernel.flags |= CFG_PID;
         kernel.pid = pid;
     }
-    let netns_path = match &args.filter_netns {
-        Some(spec) => {
-            let (inode, path) = parse_netns(spec)?;
-            kernel.flags |= CFG_NETNS;
-            kernel.netns = inode;
-            path
-        }
-        None => None,
+    // As in pwru, --filter-ifname names an interface of one namespace:
+    // --filter-netns's, else skbtrace's own, and only packets there match.
+    let netns = match (&args.filter_netns, &args.filter_ifname) {
+        (Some(spec), _) => Some(spec.as_str()),
+        (None, Some(_)) => Some(OWN_NETNS),
+        (None, None) => None,
     };
-    if let Some(name) = &args.filter_ifname {
-        kernel.flags |= CFG_IFINDEX;
-        kernel.ifindex = ifindex_in(name, netns_path.as_deref())?;
+    if let Some(spec) = netns {
+        let (inode, path) = parse_netns(spec)?;
+        kernel.flags |= CFG_NETNS;
+        kernel.netns = inode;
+        if let Some(name) = &args.filter_ifname {
+            let Some(path) = path else {
+                return Err(usage(format!(
+                    "--filter-ifname {name} needs a namespace to look {name} up in: give --filter-netns as a path \
+                     (/run/netns/NAME or /proc/PID/ns/net), not {spec}"
+                )));
+            };
+            kernel.flags |= CFG_IFINDEX;
+            kernel.ifindex = ifindex_in(name, &path)?;
+        }
     }
     Ok(kernel)
 }
@@ -333,7 +396,7 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
 fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
     let Some(expr) = expression else {
         let all = filter::Compiled { insns: filter::match_all(), reads: 0 };
-        return Ok(Filter { expression: None, l2: all.clone(), l3: all });
+        return Ok(Filter { expression: None, skb_expr: None, l2: all.clone(), l3: all });
     };
     // The filter may read the event's whole packet buffer; how much of it is
     // valid (what the kernel copied) is passed at run time.
@@ -342,7 +405,7 @@ fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
         let more = if shown.len() < expr.len() { "…" } else { "" };
         usage(format!("{e}\n  in expression: {shown}{more}"))
     })?;
-    Ok(Filter { expression: Some(expr), l2, l3 })
+    Ok(Filter { expression: Some(expr), skb_expr: None, l2, l3 })
 }
 
 fn parse_u32(s: &str) -> Option<u32> {
@@ -371,20 +434,20 @@ pub fn parse_netns(spec: &str) -> anyhow::Result<(u32, Option<String>)> {
     Ok((meta.ino() as u32, Some(spec.to_owned())))
 }
 
-/// The interface's index, looked up inside the named netns when one is given.
-fn ifindex_in(name: &str, netns: Option<&str>) -> anyhow::Result<u32> {
+/// skbtrace's own network namespace.
+const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// The interface's index, looked up inside the netns at `netns`.
+fn ifindex_in(name: &str, netns: &str) -> anyhow::Result<u32> {
     let lookup = || {
         let c = std::ffi::CString::new(name).map_err(|_| usage("interface name contains NUL"))?;
         // SAFETY: c is a valid C string.
         let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
         if index == 0 {
-            let ns = netns.map_or(String::from("skbtrace's network namespace"), |p| p.to_owned());
+            let ns = if netns == OWN_NETNS { "skbtrace's network namespace" } else { netns };
             return Err(usage(format!("--filter-ifname: no interface named {name:?} in {ns}")));
         }
         Ok(index)
     };
-    match netns {
-        None => lookup(),
-        Some(path) => crate::netns::within(Path::new(path), lookup),
-    }
+    if netns == OWN_NETNS { lookup() } else { crate::netns::within(Path::new(netns), lookup) }
 }

@@ -1,10 +1,13 @@
 //! Packet bytes → the tuple a person reads, with etherparse. The kernel only
 //! copies bytes; everything about protocols happens here.
 
+pub mod tunnel;
+
 use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use tracer_common::event::Capture;
+pub use tunnel::{Tunnel, TunnelKind, tunnel};
 
 /// Plain data, no allocation: decoding runs once per event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,12 +77,18 @@ pub fn push_tcp_flag_names(out: &mut String, bits: u8) {
 }
 
 pub fn tuple(capture: Capture, bytes: &[u8]) -> Tuple {
-    let sliced = match capture {
+    sliced(capture, bytes).map_or_else(Tuple::default, |p| tuple_of(&p))
+}
+
+fn sliced(capture: Capture, bytes: &[u8]) -> Option<LaxSlicedPacket<'_>> {
+    match capture {
         Capture::Mac => LaxSlicedPacket::from_ethernet(bytes).ok(),
         Capture::Network => LaxSlicedPacket::from_ip(bytes).ok(),
         Capture::None => None,
-    };
-    let Some(p) = sliced else { return Tuple::default() };
+    }
+}
+
+fn tuple_of(p: &LaxSlicedPacket<'_>) -> Tuple {
     let mut t = Tuple::default();
     match &p.net {
         Some(LaxNetSlice::Ipv4(ip)) => {

@@ -16,6 +16,7 @@
 
 mod cbpf_to_ebpf;
 mod pcap;
+pub mod skb_expr;
 #[cfg(test)]
 mod tests;
 
@@ -199,13 +200,18 @@ pub(crate) mod opcode {
     pub const X: u8 = 0x08;
     // ALU operations.
     pub const ADD: u8 = 0x00;
+    pub const SUB: u8 = 0x10;
+    pub const MUL: u8 = 0x20;
     pub const DIV: u8 = 0x30;
+    pub const OR: u8 = 0x40;
     pub const AND: u8 = 0x50;
     pub const LSH: u8 = 0x60;
     pub const RSH: u8 = 0x70;
     pub const NEG: u8 = 0x80;
     pub const MOD: u8 = 0x90;
+    pub const XOR: u8 = 0xa0;
     pub const MOV: u8 = 0xb0;
+    pub const ARSH: u8 = 0xc0;
     pub const END: u8 = 0xd0;
     /// With `END`: convert to big endian.
     pub const TO_BE: u8 = 0x08;
@@ -216,9 +222,14 @@ pub(crate) mod opcode {
     pub const JGE: u8 = 0x30;
     pub const JSET: u8 = 0x40;
     pub const JNE: u8 = 0x50;
+    pub const JSGT: u8 = 0x60;
+    pub const JSGE: u8 = 0x70;
+    pub const CALL: u8 = 0x80;
     pub const EXIT: u8 = 0x90;
     pub const JLT: u8 = 0xa0;
     pub const JLE: u8 = 0xb0;
+    pub const JSLT: u8 = 0xc0;
+    pub const JSLE: u8 = 0xd0;
 }
 
 /// Constructors named after the instruction they build; jump offsets are relative to the

@@ -11,6 +11,10 @@
 //! - `output`: the consumers (text, JSON, pcap-ng, summary), and `summary`: what a run saw.
 //! - `explain`: `--explain`, a consumer that tells each packet's story and its verdict.
 
+/// What `skbtrace --version` prints after the name: the package version and
+/// the commit it was built from (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SKBTRACE_COMMIT"), ")");
+
 /// One `skbtrace: …` line on stderr. Unlike `eprintln!`, a closed stderr
 /// (`skbtrace 2>&1 | head`) drops the line instead of panicking.
 #[macro_export]
@@ -30,6 +34,7 @@ pub mod config;
 pub mod decode;
 pub mod explain;
 pub mod filter;
+pub mod generate;
 pub mod ksym;
 pub mod loader;
 pub mod netns;

@@ -1,7 +1,7 @@
 //! Loads skbtrace's eBPF object with aya-obj's public steps: parse, create
 //! the maps (with our configuration in `.rodata` and the sizes we chose),
 //! relocate and link each program, splice generated code into it (the pcap
-//! filter, the probe id) and load it with the program and attach type we
+//! filter, the skb expression, the probe id) and load it with the program and attach type we
 //! need, which aya 0.14 cannot do (kprobe-multi, one object loaded as both
 //! `tp_btf` and `raw_tp`). aya's own loader did all of it a second time —
 //! most of a second in a TCG VM — for maps alone.
@@ -16,7 +16,7 @@ use aya::maps::MapData;
 use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_insn};
 use tracer_common::{
     Config,
-    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, PROBE_ID_SYMBOL},
+    limits::{FILTER_L2_SYMBOL, FILTER_L3_SYMBOL, FILTER_SKB_EXPR_SYMBOL, PROBE_ID_SYMBOL},
     names,
 };
 
@@ -35,6 +35,15 @@ impl MapSizes {
             _ => None,
         }
     }
+}
+
+/// The generated code spliced into the programs: the pcap filter for each
+/// kind of capture and the `--filter-skb-expr` subprogram (match-all when
+/// unused; the programs call it only with `CFG_SKB_EXPR`).
+pub struct Filters<'a> {
+    pub l2: &'a [Insn],
+    pub l3: &'a [Insn],
+    pub skb_expr: &'a [Insn],
 }
 
 /// The object with its maps created and every program linked, ready to be
@@ -81,20 +90,16 @@ impl Programs {
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 impl Loader {
-    pub fn new(
-        config: &Config,
-        sizes: &MapSizes,
-        programs: Programs,
-        l2: &[Insn],
-        l3: &[Insn],
-    ) -> anyhow::Result<Self> {
+    /// The object with `config` patched in and `filters` spliced in.
+    pub fn new(config: &Config, sizes: &MapSizes, programs: Programs, filters: &Filters<'_>) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let mut obj = Object::parse(OBJECT).context("parsing the embedded eBPF object")?;
         log::debug!("object parsed in {:?}", started.elapsed());
         obj.patch_map_data(HashMap::from([(names::GLOBAL_CONFIG, aya_obj_global(config))]))
             .context("writing the configuration into the eBPF object")?;
-        replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(l2))?;
-        replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(l3))?;
+        replace_function(&mut obj, FILTER_L2_SYMBOL, &encode(filters.l2))?;
+        replace_function(&mut obj, FILTER_L3_SYMBOL, &encode(filters.l3))?;
+        replace_function(&mut obj, FILTER_SKB_EXPR_SYMBOL, &encode(filters.skb_expr))?;
 
         let mut maps = HashMap::new();
         let mut relocations: Vec<(String, RawFd, aya_obj::Map)> = Vec::new();

@@ -1,6 +1,8 @@
 //! Running a lookup inside another network namespace, on a thread of its own
 //! so that the rest of skbtrace stays where it is.
 
+pub mod names;
+
 use std::{fs::File, os::fd::AsRawFd as _, path::Path};
 
 use anyhow::{Context as _, anyhow};

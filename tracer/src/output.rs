@@ -5,6 +5,7 @@
 mod fields;
 pub mod json;
 pub mod pcapng;
+pub mod rotate;
 pub mod text;
 
 use std::{
@@ -78,7 +79,11 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
     };
     let mut consumers = Consumers::default();
     let text_out: Option<Box<dyn io::Write>> = match &spec.file {
-        Some(path) => Some(Box::new(io::BufWriter::with_capacity(1 << 16, open_file(path, "--output-file")?))),
+        Some(path) => {
+            let file = rotate::RotatingFile::open(path, spec.rotation.clone())
+                .map_err(|e| usage(format!("cannot write --output-file {}: {e}", path.display())))?;
+            Some(Box::new(io::BufWriter::with_capacity(1 << 16, file)))
+        }
         // pcap-ng owns standard output when it is written there.
         None if spec.pcap_to_stdout() => None,
         None if io::stdout().is_terminal() => Some(Box::new(io::LineWriter::new(io::stdout()))),
@@ -95,7 +100,7 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
     } else if let Some(out) = text_out {
         consumers.push(match spec.format {
             Format::Json => Box::new(json::JsonPrinter::new(out)),
-            Format::Text => Box::new(text::TextPrinter::new(out, spec.timestamp != crate::cli::Timestamp::None)),
+            Format::Text => Box::new(text::TextPrinter::new(out, spec.timestamp, spec.columns)),
         });
     }
     if let Some(path) = &spec.pcap {
@@ -212,18 +217,37 @@ pub fn push_func_column(out: &mut String, e: &TraceEvent) {
     }
 }
 
-/// Appends a timestamp as the TIME column and the JSON `timestamp` show it.
+/// Appends a timestamp as JSON's `timestamp` shows it: the TIMESTAMP
+/// column's number, or for `absolute` the local date and time.
 pub fn push_time(out: &mut String, t: Time) {
     match t {
         Time::Kernel(ns) | Time::Delta(ns) => fields::push_num(out, ns),
-        Time::Wall(ns) => {
-            use std::fmt::Write as _;
-            let secs = ns.div_euclid(1_000_000_000);
-            let nanos = ns.rem_euclid(1_000_000_000);
-            let day = secs.rem_euclid(86_400);
-            let _ = write!(out, "{:02}:{:02}:{:02}.{:09}", day / 3600, day / 60 % 60, day % 60, nanos);
-        }
+        Time::Absolute { wall_ns, .. } => push_local_time(out, wall_ns),
     }
+}
+
+/// `2026-12-01T06:14:07.123`: local time to the millisecond, pwru's TIME.
+pub fn push_local_time(out: &mut String, wall_ns: i128) {
+    use std::fmt::Write as _;
+    let secs = wall_ns.div_euclid(1_000_000_000) as libc::time_t;
+    let millis = wall_ns.rem_euclid(1_000_000_000) / 1_000_000;
+    // SAFETY: tm is plain data that localtime_r fills in; both pointers are
+    // to locals.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&secs, &mut tm);
+        tm
+    };
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    );
 }
 
 /// `kfree_skb_reason SKB_DROP_REASON_NO_SOCKET netns=4026531840 if=eth0 skb=0xffff…`
@@ -255,6 +279,8 @@ mod tests {
 
     use super::{Consumer, json::JsonPrinter, text::TextPrinter};
     use crate::{
+        cli::Timestamp,
+        config::Columns,
         decode,
         resolve::{Dropped, TraceEvent},
         summary::RunSummary,
@@ -300,13 +326,15 @@ mod tests {
             tuple: decode::tuple(raw.capture(), raw.packet()),
             stack: Vec::new(),
             time: None,
+            netns_name: None,
+            tunnel: None,
         }
     }
 
     #[test]
     fn text_line_has_pwru_columns() {
         let mut out = Vec::new();
-        let mut p = TextPrinter::new(&mut out, false);
+        let mut p = TextPrinter::new(&mut out, Timestamp::None, Columns::default());
         p.start().unwrap();
         p.event(&resolved(drop_event())).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -319,9 +347,10 @@ mod tests {
             [
                 "0xffff88811f23c400",
                 "1",
-                "/usr/bin/bash:20740",
+                // pwru's 16 columns: the end, after a `~`.
+                "~/bin/bash:20740",
                 "4026531840",
-                "0x10",
+                "10",
                 "lo:1",
                 "0x0800",
                 "65536",
@@ -380,6 +409,7 @@ mod tests {
             "pid",
             "comm",
             "netns",
+            "netns_name",
             "mark",
             "ifindex",
             "ifname",
@@ -387,6 +417,7 @@ mod tests {
             "mtu",
             "len",
             "tuple",
+            "tunnel",
             "func",
             "func_column",
             "drop_reason",
@@ -406,5 +437,63 @@ mod tests {
         assert_eq!(tuple_keys, ["daddr", "dport", "proto", "saddr", "sport", "tcp_flags"]);
         assert_eq!(v["tuple"]["saddr"], "127.0.0.1");
         assert_eq!(v["tuple"]["proto"], "udp");
+    }
+
+    fn text(timestamp: Timestamp, columns: Columns, events: &[TraceEvent]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut p = TextPrinter::new(&mut out, timestamp, columns);
+        p.start().unwrap();
+        for e in events {
+            p.event(e).unwrap();
+        }
+        String::from_utf8(out).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn pwru_columns_come_and_go_with_their_flags() {
+        let e = resolved(drop_event());
+        let none = Columns { meta: false, tuple: false, ..Columns::default() };
+        let lines = text(Timestamp::None, none, std::slice::from_ref(&e));
+        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["SKB", "CPU", "PROCESS", "FUNC"]);
+        assert_eq!(lines[1].split_whitespace().count(), 5, "{}", lines[1]);
+
+        let mut syn = drop_event();
+        let mut pkt = Vec::new();
+        PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1, 1000)
+            .syn()
+            .write(&mut pkt, b"")
+            .unwrap();
+        syn.data[..pkt.len()].copy_from_slice(&pkt);
+        syn.cap_len = pkt.len() as u16;
+        let flags = Columns { tcp_flags: true, tunnel: true, netns_names: Some(12), ..Columns::default() };
+        let mut named = resolved(syn);
+        named.netns_name = Some("blue".into());
+        let lines = text(Timestamp::None, flags, &[named]);
+        assert!(lines[0].ends_with("TUPLE FUNC TUNNEL"), "{}", lines[0]);
+        assert!(lines[0].contains("NETNS_NAME"), "{}", lines[0]);
+        let cols: Vec<&str> = lines[1].split_whitespace().collect();
+        assert!(cols.contains(&"10.0.0.1:40000->10.0.0.2:80(tcp:SYN)"), "{cols:?}");
+        assert!(cols.contains(&"blue"), "{cols:?}");
+        assert_eq!(cols.last(), Some(&":0->:0()"), "no tunnel: pwru's empty tuple");
+    }
+
+    #[test]
+    fn timestamps_as_pwru_prints_them() {
+        let mut e = resolved(drop_event());
+        e.time = Some(crate::resolve::Time::Delta(1500));
+        let lines = text(Timestamp::Relative, Columns::default(), std::slice::from_ref(&e));
+        assert!(lines[0].starts_with("SKB") && lines[0].contains("PROCESS          TIMESTAMP"), "{}", lines[0]);
+        assert_eq!(lines[1].split_whitespace().nth(3), Some("1500"));
+
+        e.time = Some(crate::resolve::Time::Absolute { wall_ns: 1_700_000_000_123_456_789, ktime_ns: 42 });
+        let lines = text(Timestamp::Absolute, Columns::default(), std::slice::from_ref(&e));
+        assert!(lines[0].starts_with("TIME "), "{}", lines[0]);
+        let cols: Vec<&str> = lines[1].split_whitespace().collect();
+        // Local date and time to the millisecond, then the kernel's ns after PROCESS.
+        assert_eq!(cols[0].len(), "2023-11-14T22:13:20.123".len(), "{cols:?}");
+        assert!(cols[0].ends_with(".123") && cols[0].as_bytes()[10] == b'T', "{cols:?}");
+        assert_eq!(cols[4], "42");
     }
 }

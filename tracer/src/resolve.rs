@@ -13,8 +13,9 @@ use tracer_common::{
 
 use crate::{
     cli::Timestamp,
-    decode::{self, Tuple},
+    decode::{self, Tuple, tunnel::Tunnel},
     ksym::Kallsyms,
+    netns::names::NetnsNames,
     probes::Probe,
 };
 
@@ -37,6 +38,10 @@ pub struct TraceEvent {
     pub stack: Vec<Arc<str>>,
     /// The `--timestamp` value, when one was asked for.
     pub time: Option<Time>,
+    /// The netns's name (`--output-netns-names`), when it has one.
+    pub netns_name: Option<Arc<str>>,
+    /// VXLAN or Geneve inside the packet (`--output-tunnel`).
+    pub tunnel: Option<Tunnel>,
 }
 
 /// A drop: the kernel's reason and where it happened.
@@ -51,15 +56,39 @@ pub struct Dropped {
     pub location: Option<Arc<str>>,
 }
 
-/// A timestamp, formatted by each printer.
+/// A `--timestamp` value with pwru's meanings, formatted by each printer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Time {
-    /// Kernel monotonic time, ns.
+    /// `current`: kernel monotonic time, ns.
     Kernel(u64),
-    /// ns since the previous event.
+    /// `relative`: ns since the same skb's previous event (0 on its first).
     Delta(u64),
-    /// Wall-clock time, ns since the Unix epoch.
-    Wall(i128),
+    /// `absolute`: the event's wall-clock time (ns since the Unix epoch,
+    /// printed as local date and time) and its kernel time.
+    Absolute { wall_ns: i128, ktime_ns: u64 },
+}
+
+impl Time {
+    /// The TIMESTAMP column's number.
+    pub fn column_ns(self) -> u64 {
+        match self {
+            Self::Kernel(ns) | Self::Delta(ns) | Self::Absolute { ktime_ns: ns, .. } => ns,
+        }
+    }
+}
+
+/// What the resolver adds beyond names, as the output options ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub timestamp: Timestamp,
+    pub netns_names: bool,
+    pub tunnel: bool,
+}
+
+impl Wanted {
+    pub fn of(spec: &crate::config::OutputSpec) -> Self {
+        Self { timestamp: spec.timestamp, netns_names: spec.columns.netns_names.is_some(), tunnel: spec.columns.tunnel }
+    }
 }
 
 impl TraceEvent {
@@ -168,11 +197,20 @@ pub struct Resolver<'a> {
     processes: HashMap<u32, Arc<str>>,
     /// The STACKS map, under `--output-stack`.
     stacks: Option<StackTraceMap<MapData>>,
-    timestamp: Timestamp,
+    wanted: Wanted,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn kernel time into wall time.
     boot_offset_ns: i128,
-    last_ktime: u64,
+    /// `--timestamp relative`: each live skb's previous event.
+    last_seen: HashMap<u64, u64>,
+    netns_names: Option<(NetnsNames, NamesByInode)>,
 }
+
+/// Netns names as the events carry them, or `None` for a nameless netns.
+type NamesByInode = HashMap<u32, Option<Arc<str>>>;
+
+/// Live skbs `--timestamp relative` remembers before it starts afresh: a
+/// bound on memory when frees are not traced.
+const LAST_SEEN_MAX: usize = 1 << 20;
 
 impl<'a> Resolver<'a> {
     pub fn new(
@@ -180,7 +218,7 @@ impl<'a> Resolver<'a> {
         probes: &[Probe],
         reasons: &'a DropReasons,
         stacks: Option<StackTraceMap<MapData>>,
-        timestamp: Timestamp,
+        wanted: Wanted,
     ) -> Self {
         Self {
             kallsyms,
@@ -190,9 +228,10 @@ impl<'a> Resolver<'a> {
             symbols: HashMap::new(),
             processes: HashMap::new(),
             stacks,
-            timestamp,
+            wanted,
             boot_offset_ns: boot_offset_ns(),
-            last_ktime: 0,
+            last_seen: HashMap::new(),
+            netns_names: wanted.netns_names.then(|| (NetnsNames::scan(), HashMap::new())),
         }
     }
 
@@ -216,9 +255,11 @@ impl<'a> Resolver<'a> {
         };
         let tuple = decode::tuple(raw.capture(), raw.packet());
         let stack = self.stack(raw.stack_id);
-        let time = self.time(raw.ktime_ns);
+        let time = self.time(&raw);
         let process = self.process(raw.pid, &raw.comm);
-        TraceEvent { raw, func, drop, caller, process, tuple, stack, time }
+        let netns_name = self.netns_name(raw.netns);
+        let tunnel = if self.wanted.tunnel { decode::tunnel(raw.capture(), raw.packet()) } else { None };
+        TraceEvent { raw, func, drop, caller, process, tuple, stack, time, netns_name, tunnel }
     }
 
     /// A probe as the LOST map keys it: the function's address (kprobes)
@@ -253,17 +294,31 @@ impl<'a> Resolver<'a> {
         ips.into_iter().map(|ip| self.symbol(ip)).collect()
     }
 
-    fn time(&mut self, ktime_ns: u64) -> Option<Time> {
-        let time = match self.timestamp {
+    fn time(&mut self, raw: &Event) -> Option<Time> {
+        let ktime_ns = raw.ktime_ns;
+        match self.wanted.timestamp {
             Timestamp::None => None,
-            Timestamp::Absolute => Some(Time::Kernel(ktime_ns)),
+            Timestamp::Current => Some(Time::Kernel(ktime_ns)),
+            Timestamp::Absolute => Some(Time::Absolute { wall_ns: ktime_ns as i128 + self.boot_offset_ns, ktime_ns }),
             Timestamp::Relative => {
-                Some(Time::Delta(if self.last_ktime == 0 { 0 } else { ktime_ns.saturating_sub(self.last_ktime) }))
+                // The skb's address is reused once it is freed: its story,
+                // and its clock, end there.
+                let last = if raw.flags & FLAG_FREED != 0 {
+                    self.last_seen.remove(&raw.skb)
+                } else {
+                    if self.last_seen.len() >= LAST_SEEN_MAX {
+                        self.last_seen.clear();
+                    }
+                    self.last_seen.insert(raw.skb, ktime_ns)
+                };
+                Some(Time::Delta(last.map_or(0, |l| ktime_ns.saturating_sub(l))))
             }
-            Timestamp::Current => Some(Time::Wall(ktime_ns as i128 + self.boot_offset_ns)),
-        };
-        self.last_ktime = ktime_ns;
-        time
+        }
+    }
+
+    fn netns_name(&mut self, inode: u32) -> Option<Arc<str>> {
+        let (names, cache) = self.netns_names.as_mut()?;
+        cache.entry(inode).or_insert_with(|| names.name(inode).map(Arc::from)).clone()
     }
 }
 
@@ -276,4 +331,43 @@ pub fn boot_offset_ns() -> i128 {
         ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
     };
     now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver<'a>(k: &'a Kallsyms, r: &'a DropReasons, timestamp: Timestamp) -> Resolver<'a> {
+        Resolver::new(k, &[], r, None, Wanted { timestamp, netns_names: false, tunnel: false })
+    }
+
+    fn at(skb: u64, ktime_ns: u64, flags: u8) -> Event {
+        let mut ev = Event::zeroed();
+        (ev.skb, ev.ktime_ns, ev.flags) = (skb, ktime_ns, flags);
+        ev
+    }
+
+    #[test]
+    fn relative_time_is_per_skb_and_ends_with_it() {
+        let (k, r) = (Kallsyms::parse(""), DropReasons::from_names([]));
+        let mut res = resolver(&k, &r, Timestamp::Relative);
+        let times: Vec<_> = [at(1, 100, 0), at(2, 150, 0), at(1, 175, 0), at(1, 200, FLAG_FREED), at(1, 300, 0)]
+            .into_iter()
+            .map(|ev| res.resolve(ev).time)
+            .collect();
+        // Its first event, another skb's, 75 after its first, 25 after that and
+        // freed; then the address again, a new skb.
+        let want = [0, 0, 75, 25, 0].map(|d| Some(Time::Delta(d)));
+        assert_eq!(times, want);
+    }
+
+    #[test]
+    fn current_is_kernel_time_and_absolute_adds_the_wall_clock() {
+        let (k, r) = (Kallsyms::parse(""), DropReasons::from_names([]));
+        assert_eq!(resolver(&k, &r, Timestamp::Current).resolve(at(1, 7, 0)).time, Some(Time::Kernel(7)));
+        let mut abs = resolver(&k, &r, Timestamp::Absolute);
+        let Some(Time::Absolute { wall_ns, ktime_ns: 7 }) = abs.resolve(at(1, 7, 0)).time else { panic!() };
+        assert_eq!(wall_ns, 7 + abs.boot_offset_ns());
+        assert_eq!(resolver(&k, &r, Timestamp::None).resolve(at(1, 7, 0)).time, None);
+    }
 }

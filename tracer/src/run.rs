@@ -6,6 +6,7 @@
 use std::{collections::HashSet, io::Write as _, os::fd::AsRawFd as _, thread::JoinHandle, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use tracer_common::config::CFG_SKB_EXPR;
 
 use crate::{
     assertions,
@@ -13,9 +14,11 @@ use crate::{
     cli::Backend,
     collect,
     command::AfterStart,
+    config::usage,
     config::{Config, Kmods, ProbeSpec, Task},
+    filter::{self, skb_expr::SkbExprError},
     ksym,
-    loader::{Loader, Programs},
+    loader::{Filters, Loader, Programs},
     output, privileges,
     probes::{
         self, Attached, kprobe_multi,
@@ -37,11 +40,16 @@ pub fn run(cfg: Config) -> anyhow::Result<Option<RunSummary>> {
             Ok(None)
         }
         Task::ListDropReasons => {
-            let btf = KernelBtf::open()?;
+            let btf = KernelBtf::open_from(cfg.probes.kernel_btf.as_deref())?;
             let mut out = std::io::stdout().lock();
             for (value, name) in DropReasons::from_btf(&btf).by_value() {
                 writeln!(out, "{value}\t{name}").context("writing the drop reasons")?;
             }
+            Ok(None)
+        }
+        Task::Generate(kind) => {
+            let what = || format!("writing --generate {kind:?} to standard output");
+            crate::generate::write(kind, &mut std::io::stdout().lock()).with_context(what)?;
             Ok(None)
         }
         Task::Trace => trace(cfg).map(Some),
@@ -75,10 +83,10 @@ impl Kernel {
             .then(|| std::thread::Builder::new().name("tracefs".into()).spawn(ksym::available_filter_functions))
             .transpose()
             .context("starting a thread to read ftrace's functions")?;
-        let mut btf = KernelBtf::open()?;
+        let mut btf = KernelBtf::open_from(probes.kernel_btf.as_deref())?;
         log::debug!("BTF read in {:?}", started.elapsed());
         let kmods = match &probes.kmods {
-            Kmods::All => KernelBtf::module_names()?,
+            Kmods::All => btf.available_modules()?,
             Kmods::Named(names) => names.clone(),
         };
         btf.add_modules(&kmods)?;
@@ -133,7 +141,8 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         let started = ending.command.is_some();
         // Events wait in the ring buffer until the symbols that name them are in.
         let collected = kallsyms.get().and_then(|kallsyms| {
-            let mut resolver = Resolver::new(kallsyms, &attached.probes, &reasons, stacks, cfg.output.timestamp);
+            let mut resolver =
+                Resolver::new(kallsyms, &attached.probes, &reasons, stacks, resolve::Wanted::of(&cfg.output));
             collect::run(&rt, &mut stop, maps, &mut resolver, &mut consumers, ending)
         });
         match collected {
@@ -195,8 +204,20 @@ fn load(cfg: &Config, kernel: &Kernel) -> anyhow::Result<Loader> {
     kernel_cfg.wakeup_bytes = cfg.maps.ring_bytes / 16;
     kernel_cfg.filter_reads_l2 = cfg.filter.l2.reads;
     kernel_cfg.filter_reads_l3 = cfg.filter.l3.reads;
+    let skb_expr = match &cfg.filter.skb_expr {
+        Some(expr) => {
+            kernel_cfg.flags |= CFG_SKB_EXPR;
+            filter::skb_expr::compile(expr, &kernel.btf).map_err(|e| match e {
+                // The kernel's BTF lacks struct sk_buff: not the user's mistake.
+                SkbExprError::NoSkbType => anyhow::Error::from(e),
+                e => usage(e.to_string()),
+            })?
+        }
+        None => filter::match_all(),
+    };
     let programs = if kernel.backend == Backend::Tracepoint { Programs::Tracepoints } else { Programs::Kprobes };
-    Loader::new(&kernel_cfg, &cfg.maps, programs, &cfg.filter.l2.insns, &cfg.filter.l3.insns)
+    let filters = Filters { l2: &cfg.filter.l2.insns, l3: &cfg.filter.l3.insns, skb_expr: &skb_expr };
+    Loader::new(&kernel_cfg, &cfg.maps, programs, &filters)
 }
 
 /// Reads what the eBPF programs log (`aya_log_ebpf`), found through a loaded

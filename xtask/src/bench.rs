@@ -17,14 +17,10 @@ mod report;
 mod skbtrace;
 mod vm_attach;
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-    time::Duration,
-};
+use std::{path::Path, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, bail};
-use xtask::workspace_root;
+use testkit::workspace_root;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -62,8 +58,7 @@ pub enum Which {
 
 /// Runs the selected benchmarks against the skbtrace binary at `bin` (a release build).
 pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !testkit::ci::is_root() {
         bail!("the benchmarks create network namespaces and load eBPF: run as root (sudo -E cargo xtask bench)");
     }
     if args.rounds < 4 {
@@ -78,7 +73,6 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let sample = Duration::from_secs_f64(args.seconds);
     let root = workspace_root();
-    let scratch = Scratch::create()?;
     let header = machine::Machine::describe(&root).line();
     let header = format!("{header}\nCommand: `{}`.", command_line(args));
     let selected = |w| args.only.is_empty() || args.only.contains(&w);
@@ -88,7 +82,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("bench: warning: {other}; the numbers will be noisier");
     }
     if selected(Which::Overhead) {
-        let params = overhead::Params { bin, rounds: args.rounds, sample, scratch: &scratch.0, configs: &args.configs };
+        let params = overhead::Params { bin, rounds: args.rounds, sample, configs: &args.configs };
         let (results, filter) = overhead::measure(&params)?;
         let mut body = report::overhead(&header, args.rounds, sample, &results);
         if let Some(filter) = &filter {
@@ -100,7 +94,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if selected(Which::Ready) {
         let mut results = Vec::new();
         for config in &ready::CONFIGS {
-            let times = ready::measure(bin, &scratch.0, config, args.ready_runs)
+            let times = ready::measure(bin, config, args.ready_runs)
                 .with_context(|| format!("time to ready, {}", config.what))?;
             results.push((config, times));
         }
@@ -156,21 +150,4 @@ fn other_tracers() -> Option<String> {
         .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "skbtrace"))
         .count();
     (count > 0).then(|| format!("{count} other skbtrace process(es) running"))
-}
-
-/// A directory for skbtrace's ready and stderr files, removed in Drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn create() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("skbtrace-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

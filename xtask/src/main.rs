@@ -3,6 +3,8 @@
 
 mod bench;
 mod demo;
+mod dist;
+mod setup;
 
 use std::{
     path::PathBuf,
@@ -11,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use xtask::{setup, workspace_root};
+use testkit::{vm, workspace_root};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "skbtrace's developer commands")]
@@ -63,6 +65,9 @@ enum Cmd {
     Demo,
     /// Measure skbtrace (overhead, accounting, memory, time to ready) into BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Build a statically linked release skbtrace, with completions and man
+    /// page, into target/dist/ (a folder, a .tar.gz, SHA-256 checksums).
+    Dist,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +103,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let bin = build(true)?;
             bench::run(&bin, &args)
         }
+        Cmd::Dist => {
+            setup::dist()?;
+            dist::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -116,9 +126,7 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
 }
 
 fn run_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<ExitCode> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mut cmd = if root {
+    let mut cmd = if testkit::ci::is_root() {
         Command::new(bin)
     } else {
         let mut c = Command::new("sudo");
@@ -190,13 +198,13 @@ fn udpsend() -> anyhow::Result<PathBuf> {
 fn vm(kernel: &str, release: bool, copy: Vec<PathBuf>, timeout: u64, script: &[String]) -> anyhow::Result<ExitCode> {
     let bin = build(release)?;
     let (path, args) = script.split_first().context("no script given")?;
-    let mut opts = xtask::vm::VmOptions::new(kernel.parse()?, bin, path);
+    let mut opts = vm::VmOptions::new(kernel.parse()?, bin, path);
     opts.args = args.to_vec();
     opts.copy = vec![workspace_root().join("tests/vm"), udpsend()?];
     opts.copy.extend(copy);
     opts.timeout = std::time::Duration::from_secs(timeout);
     opts.stream_output = true;
-    let out = xtask::vm::run(&opts)?;
+    let out = vm::run(&opts)?;
     eprintln!(
         "xtask: {} booted in {:.1?}, script ran {:.1?}, exit status {}",
         out.release, out.boot_time, out.script_time, out.status

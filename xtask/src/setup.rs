@@ -22,29 +22,46 @@ pub const APT_PACKAGES: &[&str] = &[
     "zstd",
 ];
 
+/// What `cargo xtask dist` needs besides [`APT_PACKAGES`]: building libpcap
+/// from Debian's source package (`apt-get source` unpacks with dpkg-dev)
+/// and linking skbtrace against glibc statically.
+pub const DIST_APT_PACKAGES: &[&str] = &[
+    "dpkg-dev",
+    "gcc",
+    "make",
+    "flex",      // libpcap's filter scanner
+    "bison",     // and parser
+    "libc6-dev", // libc.a
+];
+
 pub fn run() -> anyhow::Result<()> {
-    step("Debian packages", apt_packages)?;
+    step("Debian packages", || apt_packages(APT_PACKAGES))?;
     step("nightly toolchain with rust-src", rust_src)?;
     step("bpf-linker", bpf_linker)?;
     Ok(())
+}
+
+/// The extra steps of `cargo xtask dist`, after [`run`].
+pub fn dist() -> anyhow::Result<()> {
+    step("Debian packages for dist", || apt_packages(DIST_APT_PACKAGES))
 }
 
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
     f().with_context(|| format!("setup step '{name}' failed"))
 }
 
-fn missing_packages() -> anyhow::Result<Vec<&'static str>> {
+fn missing_packages(packages: &[&'static str]) -> anyhow::Result<Vec<&'static str>> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Status}\n"])
-        .args(APT_PACKAGES)
+        .args(packages)
         .output()
         .context("running dpkg-query (is this a Debian system?)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(APT_PACKAGES.iter().copied().filter(|p| !text.lines().any(|l| l == format!("{p} installed"))).collect())
+    Ok(packages.iter().copied().filter(|p| !text.lines().any(|l| l == format!("{p} installed"))).collect())
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    let missing = missing_packages()?;
+fn apt_packages(packages: &[&'static str]) -> anyhow::Result<()> {
+    let missing = missing_packages(packages)?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -64,8 +81,7 @@ fn apt_packages() -> anyhow::Result<()> {
 
 /// Runs root-only commands directly as root, else through sudo.
 fn sudo_prefix() -> Vec<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 { vec!["env".into()] } else { vec!["sudo".into()] }
+    if testkit::ci::is_root() { vec!["env".into()] } else { vec!["sudo".into()] }
 }
 
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {
@@ -129,7 +145,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
         .context("the nightly toolchain has no libLLVM.so.*; reinstall it with `rustup toolchain install nightly`")?;
-    let prefix = crate::workspace_root().join("target/llvm-prefix");
+    let prefix = testkit::workspace_root().join("target/llvm-prefix");
     std::fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");
     let _ = std::fs::remove_file(&link);

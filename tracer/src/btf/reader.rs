@@ -63,11 +63,19 @@ pub struct Member<'a> {
     pub value: u32,
     /// Members: the bit offset (bitfield size masked off). Enum64: the value's high bits.
     pub extra: u32,
+    /// Members of a struct or union with `kind_flag`: the bitfield's width in bits, 0 when the
+    /// member is not a bitfield. Always 0 for other kinds.
+    pub bitfield_bits: u32,
 }
 
 impl Blob {
+    /// Reads raw BTF (as in `/sys/kernel/btf`), or the `.BTF` section of an
+    /// ELF file (a `vmlinux` built with BTF).
     pub fn from_file(path: &Path, base: Option<Arc<Blob>>) -> anyhow::Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if data.starts_with(b"\x7fELF") {
+            data = elf_btf_section(&data).with_context(|| format!("finding the .BTF section of {}", path.display()))?;
+        }
         Self::parse(data, base).with_context(|| format!("parsing BTF from {}", path.display()))
     }
 
@@ -190,8 +198,33 @@ impl<'a> Type<'a> {
                 value: read_u32(&blob.data, at + 4),
                 // With kind_flag, a member's top 8 bits are its bitfield size.
                 extra: if composite && bitfields { extra & 0x00ff_ffff } else { extra },
+                bitfield_bits: if composite && bitfields { extra >> 24 } else { 0 },
             }
         })
+    }
+
+    /// Ints: whether signed, and the value's bit offset and width inside the int's bytes
+    /// (`struct btf_int`'s encoding, offset and bits); `None` for other kinds.
+    pub fn int_encoding(&self) -> Option<IntEncoding> {
+        (self.kind() == KIND_INT).then(|| {
+            let word = self.word(3);
+            IntEncoding { signed: (word >> 24) & 1 != 0, bit_offset: (word >> 16) & 0xff, bits: word & 0xff }
+        })
+    }
+
+    /// Type `id` of the same blob (or its base).
+    pub fn sibling(&self, id: u32) -> Option<Type<'a>> {
+        self.blob.get(id)
+    }
+
+    /// Arrays: the element type id and the number of elements; `None` for other kinds.
+    pub fn array(&self) -> Option<(u32, u32)> {
+        (self.kind() == KIND_ARRAY).then(|| (self.word(3), self.word(5)))
+    }
+
+    /// Enums: whether the values are signed (`kind_flag`); false for other kinds.
+    pub fn enum_signed(&self) -> bool {
+        matches!(self.kind(), KIND_ENUM | KIND_ENUM64) && self.kind_flag()
     }
 
     /// Follows typedefs, qualifiers and type tags to the type underneath.
@@ -207,6 +240,14 @@ impl<'a> Type<'a> {
     }
 }
 
+/// What `struct btf_int` says about an int type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntEncoding {
+    pub signed: bool,
+    pub bit_offset: u32,
+    pub bits: u32,
+}
+
 impl<'a> Member<'a> {
     pub fn name(&self) -> &'a str {
         self.blob.string(self.name_off)
@@ -220,6 +261,44 @@ impl<'a> Member<'a> {
 
 fn read_u32(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The contents of the `.BTF` section of a little-endian ELF64 file, as
+/// pwru's `btf.LoadSpec` reads a `vmlinux`. Every offset is checked.
+fn elf_btf_section(elf: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let bytes = |at: usize, n: usize| elf.get(at..at.checked_add(n)?);
+    let u16_at = |at: usize| bytes(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |at: usize| bytes(at, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+    let u64_at =
+        |at: usize| bytes(at, 8).and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes"))).ok());
+    ensure!(elf.len() >= 64 && elf[4] == 2 && elf[5] == 1, "only little-endian 64-bit ELF files are supported");
+    let truncated = || anyhow::anyhow!("the ELF file is truncated");
+    let (shoff, shentsize) = (u64_at(0x28).ok_or_else(truncated)?, u16_at(0x3a).ok_or_else(truncated)?);
+    ensure!(shentsize >= 64, "ELF section headers of {shentsize} bytes, expected 64");
+    let header = |i: usize| i.checked_mul(shentsize).and_then(|o| o.checked_add(shoff));
+    // More than 0xff00 sections, or a string table index above it, are kept in section 0.
+    let mut shnum = u16_at(0x3c).ok_or_else(truncated)?;
+    if shnum == 0 {
+        shnum = u64_at(shoff + 32).ok_or_else(truncated)?;
+    }
+    let mut shstrndx = u16_at(0x3e).ok_or_else(truncated)?;
+    if shstrndx == 0xffff {
+        shstrndx = u32_at(shoff + 40).ok_or_else(truncated)?;
+    }
+    let section = |i: usize| -> Option<(usize, usize, usize)> {
+        let h = header(i)?;
+        Some((u32_at(h)?, u64_at(h + 24)?, u64_at(h + 32)?))
+    };
+    let (_, strtab, strtab_len) = section(shstrndx).ok_or_else(truncated)?;
+    let names = bytes(strtab, strtab_len).ok_or_else(truncated)?;
+    for i in 0..shnum {
+        let (name, offset, size) = section(i).ok_or_else(truncated)?;
+        let name = names.get(name..).and_then(|n| n.split(|&b| b == 0).next());
+        if name == Some(b".BTF") {
+            return Ok(bytes(offset, size).ok_or_else(truncated)?.to_vec());
+        }
+    }
+    bail!("the ELF file has no .BTF section (was the kernel built with CONFIG_DEBUG_INFO_BTF=y?)")
 }
 
 #[cfg(test)]
@@ -282,8 +361,23 @@ mod tests {
             {
                 assert_eq!(ty.referred().map_or(0, |t| t.id), referred, "{what}");
             }
-            if let Full::Struct(s) = &want {
+            if let Full::Struct(s) | Full::Union(s) = &want {
                 assert_eq!(ty.size() as usize, s.size(), "{what}");
+                let bits: Vec<u32> = ty.members().map(|m| m.bitfield_bits).collect();
+                let want: Vec<u32> = s.members.iter().map(|m| m.bitfield_size().unwrap_or(0)).collect();
+                assert_eq!(bits, want, "{what}: bitfield sizes");
+            }
+            if let Full::Int(i) = &want {
+                assert_eq!(ty.int_encoding().map(|e| e.signed), Some(i.is_signed()), "{what}");
+            }
+            if let Full::Array(a) = &want {
+                let elem = a.get_type_id().unwrap();
+                assert_eq!(ty.array(), Some((elem, a.len() as u32)), "{what}");
+            }
+            match &want {
+                Full::Enum(e) => assert_eq!(ty.enum_signed(), e.is_signed(), "{what}"),
+                Full::Enum64(e) => assert_eq!(ty.enum_signed(), e.is_signed(), "{what}"),
+                _ => {}
             }
             let members: Vec<_> = ty.members().map(|m| (m.name().to_owned(), m.value, m.extra)).collect();
             assert_eq!(members, members_of(full, &want), "{what}");
@@ -315,6 +409,48 @@ mod tests {
             let n = agree(&full, &split);
             eprintln!("{}: {n} types agree", module.display());
         }
+    }
+
+    /// An ELF64 file with a `.text` and a `.BTF` section holding `btf`.
+    fn elf_with_btf(btf: &[u8]) -> Vec<u8> {
+        let shstrtab = b"\0.text\0.BTF\0.shstrtab\0";
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let text_at = elf.len();
+        elf.extend_from_slice(&[0xc3; 16]);
+        let btf_at = elf.len();
+        elf.extend_from_slice(btf);
+        let strtab_at = elf.len();
+        elf.extend_from_slice(shstrtab);
+        let shoff = elf.len();
+        // null, .text, .BTF, .shstrtab: (name offset, file offset, size).
+        for (name, at, size) in [(0, 0, 0), (1, text_at, 16), (7, btf_at, btf.len()), (12, strtab_at, shstrtab.len())] {
+            let mut h = [0u8; 64];
+            h[..4].copy_from_slice(&(name as u32).to_le_bytes());
+            h[24..32].copy_from_slice(&(at as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            elf.extend_from_slice(&h);
+        }
+        elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&4u16.to_le_bytes());
+        elf[0x3e..0x40].copy_from_slice(&3u16.to_le_bytes());
+        elf
+    }
+
+    #[test]
+    fn reads_the_btf_section_of_an_elf_vmlinux() {
+        let btf = b"pretend this is BTF";
+        let elf = elf_with_btf(btf);
+        assert_eq!(elf_btf_section(&elf).unwrap(), btf);
+        for cut in [10, 70, elf.len() - 30] {
+            let err = elf_btf_section(&elf[..cut]).unwrap_err().to_string();
+            assert!(err.contains("truncated") || err.contains("64-bit"), "cut at {cut}: {err}");
+        }
+        let mut no_btf = elf.clone();
+        let at = no_btf.windows(4).position(|w| w == b".BTF").unwrap();
+        no_btf[at + 1] = b'X';
+        assert!(elf_btf_section(&no_btf).unwrap_err().to_string().contains("no .BTF section"));
     }
 
     #[test]

@@ -19,6 +19,16 @@ pub fn push_num(out: &mut String, n: impl Into<u64>) {
 
 /// `0x` and the lowercase hex digits of `n`, at least `min_digits` of them.
 pub fn push_hex(out: &mut String, n: u64, min_digits: usize) {
+    out.push_str("0x");
+    push_hex_padded(out, n, min_digits);
+}
+
+/// Hex digits without `0x`, as pwru prints MARK/x.
+pub fn push_hex_digits(out: &mut String, n: u64) {
+    push_hex_padded(out, n, 0);
+}
+
+fn push_hex_padded(out: &mut String, n: u64, min_digits: usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 16];
     let mut i = buf.len();
@@ -31,15 +41,12 @@ pub fn push_hex(out: &mut String, n: u64, min_digits: usize) {
             break;
         }
     }
-    out.push_str("0x");
     for _ in (buf.len() - i)..min_digits {
         out.push('0');
     }
-    // Every byte is an ASCII hex digit.
     out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
-/// An IPv4 address dotted, an IPv6 address as std writes it.
 pub fn push_ip(out: &mut String, addr: IpAddr) {
     match addr {
         IpAddr::V4(v4) => {

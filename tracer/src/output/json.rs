@@ -105,6 +105,16 @@ fn plain(out: &mut String, key: &str, write: impl FnOnce(&mut String)) {
     out.push('"');
 }
 
+/// A tuple's members, the first without a comma before it.
+fn tuple(out: &mut String, t: &crate::decode::Tuple) {
+    plain(out, "\"saddr\":", |out| t.saddr.into_iter().for_each(|a| push_ip(out, a)));
+    plain(out, key!("daddr"), |out| t.daddr.into_iter().for_each(|a| push_ip(out, a)));
+    num(out, key!("sport"), t.sport);
+    num(out, key!("dport"), t.dport);
+    plain(out, key!("proto"), |out| push_proto(out, t.proto));
+    plain(out, key!("tcp_flags"), |out| push_tcp_flag_names(out, t.tcp_flags));
+}
+
 impl<W: Write> Consumer for JsonPrinter<W> {
     fn event(&mut self, e: &TraceEvent) -> io::Result<()> {
         let ev = &e.raw;
@@ -117,19 +127,29 @@ impl<W: Write> Consumer for JsonPrinter<W> {
         num(out, key!("pid"), ev.pid);
         str(out, key!("comm"), crate::resolve::c_str(&ev.comm));
         num(out, key!("netns"), ev.netns);
+        str(out, key!("netns_name"), e.netns_name.as_deref().unwrap_or(""));
         num(out, key!("mark"), ev.mark);
         num(out, key!("ifindex"), ev.ifindex);
         str(out, key!("ifname"), e.ifname());
         num(out, key!("proto"), u16::from_be(ev.protocol));
         num(out, key!("mtu"), ev.mtu);
         num(out, key!("len"), ev.len);
-        plain(out, concat!(key!("tuple"), "{\"saddr\":"), |out| t.saddr.into_iter().for_each(|a| push_ip(out, a)));
-        plain(out, key!("daddr"), |out| t.daddr.into_iter().for_each(|a| push_ip(out, a)));
-        num(out, key!("sport"), t.sport);
-        num(out, key!("dport"), t.dport);
-        plain(out, key!("proto"), |out| push_proto(out, t.proto));
-        plain(out, key!("tcp_flags"), |out| push_tcp_flag_names(out, t.tcp_flags));
+        out.push_str(concat!(key!("tuple"), "{"));
+        tuple(out, t);
         out.push('}');
+        match &e.tunnel {
+            Some(tunnel) => {
+                plain(out, concat!(key!("tunnel"), "{\"kind\":"), |out| out.push_str(tunnel.kind.name()));
+                num(out, key!("vni"), tunnel.vni);
+                out.push(',');
+                tuple(out, &tunnel.inner);
+                out.push('}');
+            }
+            None => out.push_str(concat!(
+                key!("tunnel"),
+                r#"{"kind":"","vni":0,"saddr":"","daddr":"","sport":0,"dport":0,"proto":"","tcp_flags":""}"#
+            )),
+        }
         str(out, key!("func"), &e.func);
         out.push_str(key!("func_column"));
         out.push('"');

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::netns;
+use testkit::netns;
 
 /// Datagrams per `sendmmsg` call.
 const BATCH: usize = 64;

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use super::{
     flood::Sender,
     netns::{ADDR_A, ADDR_B, Pair, UdpCounters},
-    skbtrace::{Memory, ProgStats, Summary, Tracer},
+    skbtrace::{Events, Memory, ProgStats, Tracer},
 };
 
 const SRC_PORT: u16 = 40_000;
@@ -115,8 +115,6 @@ pub struct Params<'a> {
     pub bin: &'a Path,
     pub rounds: usize,
     pub sample: Duration,
-    /// Where skbtrace's ready and stderr files go.
-    pub scratch: &'a Path,
     /// Keys of the configurations to run; all when empty.
     pub configs: &'a [String],
 }
@@ -132,7 +130,7 @@ pub struct Measured {
     /// NoPorts drops between ready and the end of each traffic, summed over rounds.
     pub drops: u64,
     /// skbtrace's summaries, summed over rounds.
-    pub events: Summary,
+    pub events: Events,
     /// The largest VmHWM and VmRSS seen at the end of a traced sample.
     pub memory: Memory,
     /// From the extra sample taken with `kernel.bpf_stats_enabled`.
@@ -149,7 +147,7 @@ struct Traced {
     rate: f64,
     cpu: f64,
     drops: u64,
-    events: Summary,
+    events: Events,
     memory: Memory,
 }
 
@@ -211,7 +209,7 @@ impl Bench<'_> {
             traced: Vec::new(),
             cpu: Vec::new(),
             drops: 0,
-            events: Summary::default(),
+            events: Events::default(),
             memory: Memory::default(),
             cost: Cost::default(),
         };
@@ -258,13 +256,13 @@ impl Bench<'_> {
 
     /// One sample with both configurations attached, `first` first; their ns per run.
     fn together(&mut self, first: &Config, second: &Config) -> anyhow::Result<(f64, f64)> {
-        let mut tracers = [self.spawn(first)?, self.spawn(second)?];
+        let tracers = [self.spawn(first)?, self.spawn(second)?];
         let stats = BpfStats::enable()?;
         let before = [tracers[0].prog_stats()?, tracers[1].prog_stats()?];
         self.flood(self.params.sample)?;
         let after = [tracers[0].prog_stats()?, tracers[1].prog_stats()?];
         drop(stats);
-        for tracer in &mut tracers {
+        for tracer in tracers {
             tracer.stop()?;
         }
         let ns = |i: usize| {
@@ -294,7 +292,7 @@ impl Bench<'_> {
     }
 
     fn spawn(&self, config: &Config) -> anyhow::Result<Tracer> {
-        let mut tracer = Tracer::spawn(self.params.bin, config.args, self.params.scratch, config.key)?;
+        let mut tracer = Tracer::spawn(self.params.bin, config.args)?;
         tracer.wait_ready()?;
         if config.wait_idle {
             tracer.wait_idle(IDLE_QUIET)?;
@@ -303,7 +301,7 @@ impl Bench<'_> {
     }
 
     fn traced(&mut self, config: &Config) -> anyhow::Result<Traced> {
-        let mut tracer = self.spawn(config)?;
+        let tracer = self.spawn(config)?;
         let cpu_before = tracer.cpu_time()?;
         let started = Instant::now();
         let (rate, drops) = self.flood(self.params.sample)?;
@@ -317,7 +315,7 @@ impl Bench<'_> {
     /// Kept out of the rate samples because counting adds two clock reads to
     /// every program run.
     fn cost(&mut self, config: &Config) -> anyhow::Result<Cost> {
-        let mut tracer = self.spawn(config)?;
+        let tracer = self.spawn(config)?;
         let stats = BpfStats::enable()?;
         let before = tracer.prog_stats()?;
         let (_, drops) = self.flood(self.params.sample)?;

@@ -29,10 +29,10 @@ pub struct Timing {
 const QUIET: Duration = Duration::from_millis(200);
 
 /// `runs` starts of `config`.
-pub fn measure(bin: &Path, scratch: &Path, config: &Config, runs: usize) -> anyhow::Result<Vec<Timing>> {
+pub fn measure(bin: &Path, config: &Config, runs: usize) -> anyhow::Result<Vec<Timing>> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let mut tracer = Tracer::spawn(bin, config.args, scratch, "ready")?;
+        let mut tracer = Tracer::spawn(bin, config.args)?;
         let ready = tracer.wait_ready()?;
         let idle = tracer.wait_idle(QUIET)?;
         times.push(Timing { ready, idle });

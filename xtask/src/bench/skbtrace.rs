@@ -1,17 +1,13 @@
-//! One skbtrace process under measurement: started with `--ready-file`,
-//! printing to /dev/null, observed through /proc (memory, CPU time, its eBPF
-//! programs' run statistics) and stopped with SIGINT, after which its stderr
-//! summary says how many events it printed and lost. Killed in Drop if a
-//! benchmark fails half-way.
+//! One skbtrace process under measurement: the test kit's process (started
+//! with `--ready-file`, printing to /dev/null, killed in Drop if a benchmark
+//! fails half-way), observed through /proc (memory, CPU time, its eBPF
+//! programs' run statistics) and stopped with SIGINT, after which its run
+//! summary says how many events it printed and lost.
 
-use std::{
-    fs::File,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use anyhow::{Context as _, bail};
+use testkit::process::Skbtrace;
 
 /// How long skbtrace may take to attach, or to exit after SIGINT.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -20,17 +16,11 @@ const POLL: Duration = Duration::from_millis(1);
 /// How often CPU time is polled while waiting for idleness: the clock tick.
 const IDLE_POLL: Duration = Duration::from_millis(10);
 
-pub struct Tracer {
-    child: Child,
-    ready: PathBuf,
-    stderr: PathBuf,
-    spawned: Instant,
-    exited: bool,
-}
+pub struct Tracer(testkit::process::Tracer);
 
-/// The end-of-run summary skbtrace writes to stderr.
+/// What one run printed and lost, from its summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
+pub struct Events {
     pub printed: u64,
     pub lost: u64,
 }
@@ -54,62 +44,39 @@ pub struct ProgStats {
 }
 
 impl Tracer {
-    /// Starts `bin ARGS --ready-file DIR/TAG.ready` with stdout on /dev/null.
-    pub fn spawn(bin: &Path, args: &[&str], dir: &Path, tag: &str) -> anyhow::Result<Self> {
-        let ready = dir.join(format!("{tag}.ready"));
-        let stderr = dir.join(format!("{tag}.stderr"));
-        let _ = std::fs::remove_file(&ready);
-        let err_file = File::create(&stderr).with_context(|| format!("creating {}", stderr.display()))?;
-        let spawned = Instant::now();
-        let child = Command::new(bin)
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err_file)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Self { child, ready, stderr, spawned, exited: false })
+    /// Starts `bin ARGS` with stdout on /dev/null, without waiting for it.
+    pub fn spawn(bin: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let tracer =
+            Skbtrace::new(bin).args(args).stdout(Stdio::null()).poll(POLL).limits(PATIENCE, PATIENCE).spawn()?;
+        Ok(Self(tracer))
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// Waits for the ready file; returns the time since spawn.
     pub fn wait_ready(&mut self) -> anyhow::Result<Duration> {
-        loop {
-            if self.ready.exists() {
-                return Ok(self.spawned.elapsed());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                self.exited = true;
-                bail!("skbtrace exited ({status}) before it was ready: {}", self.stderr_text().trim());
-            }
-            if self.spawned.elapsed() > PATIENCE {
-                bail!("skbtrace was not ready after {PATIENCE:?}: {}", self.stderr_text().trim());
-            }
-            std::thread::sleep(POLL);
-        }
+        self.0.wait_ready()
     }
 
     /// Waits until skbtrace has used no CPU for `quiet` (it has finished
     /// starting up and sleeps in its event loop); returns the time since spawn
     /// at which it last used CPU, to the resolution of the clock tick.
     pub fn wait_idle(&self, quiet: Duration) -> anyhow::Result<Duration> {
+        let spawned = self.0.spawned();
         let mut last = self.cpu_time()?;
-        let mut last_busy = self.spawned.elapsed();
+        let mut last_busy = spawned.elapsed();
         loop {
             std::thread::sleep(IDLE_POLL);
             let now = self.cpu_time()?;
             if now != last {
                 last = now;
-                last_busy = self.spawned.elapsed();
-            } else if self.spawned.elapsed() - last_busy >= quiet {
+                last_busy = spawned.elapsed();
+            } else if spawned.elapsed() - last_busy >= quiet {
                 return Ok(last_busy);
             }
-            if self.spawned.elapsed() > PATIENCE {
+            if spawned.elapsed() > PATIENCE {
                 bail!("skbtrace was still busy {PATIENCE:?} after it started");
             }
         }
@@ -163,55 +130,14 @@ impl Tracer {
     }
 
     /// SIGINT, wait for the exit, and read the summary.
-    pub fn stop(&mut self) -> anyhow::Result<Summary> {
-        // SAFETY: signalling our own child, which has not been reaped.
-        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGINT) };
-        let asked = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                self.exited = true;
-                break status;
-            }
-            if asked.elapsed() > PATIENCE {
-                bail!("skbtrace did not exit within {PATIENCE:?} of SIGINT");
-            }
-            std::thread::sleep(POLL);
-        };
-        let stderr = self.stderr_text();
-        if !status.success() {
-            bail!("skbtrace failed ({status}): {}", stderr.trim());
+    pub fn stop(self) -> anyhow::Result<Events> {
+        let done = self.0.stop()?;
+        if !done.status.success() {
+            bail!("skbtrace failed ({}): {}", done.status, done.stderr.trim());
         }
-        parse_summary(&stderr).with_context(|| format!("skbtrace printed no event count: {}", stderr.trim()))
+        let summary = done.summary()?;
+        Ok(Events { printed: summary.events, lost: summary.lost })
     }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Tracer {
-    fn drop(&mut self) {
-        if !self.exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.ready);
-        let _ = std::fs::remove_file(&self.stderr);
-    }
-}
-
-/// `skbtrace: N events` and, when any were lost, `skbtrace: lost M events (…)`.
-fn parse_summary(stderr: &str) -> Option<Summary> {
-    let mut printed = None;
-    let mut lost = 0;
-    for rest in stderr.lines().filter_map(|l| l.strip_prefix("skbtrace: ")) {
-        if let Some(m) = rest.strip_prefix("lost ").and_then(|r| r.split_whitespace().next()) {
-            lost = m.parse().ok()?;
-        } else if let Some(Ok(n)) = rest.strip_suffix(" events").map(str::parse) {
-            printed = Some(n);
-        }
-    }
-    printed.map(|printed| Summary { printed, lost })
 }
 
 /// `prog_type` numbers (enum bpf_prog_type) as skbtrace's backends name them.
@@ -239,16 +165,6 @@ fn fdinfo_value(text: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summary_with_and_without_losses() {
-        let quiet = "skbtrace: attached 1, skipped 0 in 0.0s\nskbtrace: 0 events\n";
-        assert_eq!(parse_summary(quiet), Some(Summary { printed: 0, lost: 0 }));
-        let lossy = "skbtrace: lost 17 events (the ring buffer was full; try a larger --ring-size)\n\
-                     skbtrace: 1000 events\n";
-        assert_eq!(parse_summary(lossy), Some(Summary { printed: 1000, lost: 17 }));
-        assert_eq!(parse_summary("skbtrace: attached 1, skipped 0 in 0.0s\n"), None);
-    }
 
     #[test]
     fn proc_fields() {

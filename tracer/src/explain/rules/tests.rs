@@ -128,6 +128,8 @@ pub fn event(e: Ev<'_>, ktime_ns: u64) -> TraceEvent {
         tuple: decode::tuple(Capture::Network, &raw.data[..pkt.len()]),
         stack: Vec::new(),
         time: None,
+        netns_name: None,
+        tunnel: None,
     }
 }
 
