@@ -74,6 +74,8 @@ pub enum End {
     Timeout,
     /// `--duration` passed.
     Duration,
+    /// The reader of skbtrace's output went away.
+    Closed,
 }
 
 fn backend_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Backend>, D::Error> {
@@ -173,8 +175,8 @@ mod tests {
         assert!("auto".parse::<Backend>().is_err());
         let end = |name: &str| serde_json::from_str::<End>(&format!("{name:?}")).unwrap();
         assert_eq!(
-            ["signal", "limit", "command", "timeout", "duration"].map(end),
-            [End::Signal, End::Limit, End::Command, End::Timeout, End::Duration]
+            ["signal", "limit", "command", "timeout", "duration", "closed"].map(end),
+            [End::Signal, End::Limit, End::Command, End::Timeout, End::Duration, End::Closed]
         );
     }
 

@@ -75,6 +75,10 @@ fn closed_pipe_ends_quietly() -> anyhow::Result<()> {
     let done = t.wait()?;
     assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
     assert!(!done.stderr.contains("panicked") && !done.stderr.contains("Broken pipe"), "{}", done.stderr);
+    // It still detached and wrote its summary.
+    let summary = done.summary()?;
+    assert_eq!(summary.end, End::Closed, "{summary:?}");
+    assert_eq!(summary.detached, summary.attached, "{summary:?}");
     Ok(())
 }
 

@@ -120,9 +120,8 @@ pub fn run(
                 _ = sleep_until(duration_at), if duration_at.is_some() => return Ok(End::Duration),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
-                    let ended = state.drain(guard.get_inner_mut())?;
+                    let ended = state.drain_and_flush(guard.get_inner_mut())?;
                     guard.clear_ready();
-                    state.consumers.flush()?;
                     if let Some(end) = ended {
                         return Ok(end);
                     }
@@ -131,8 +130,7 @@ pub fn run(
                     if let Some(l) = logger.as_mut() {
                         l.flush();
                     }
-                    let ended = state.drain(ring.get_mut())?;
-                    state.consumers.flush()?;
+                    let ended = state.drain_and_flush(ring.get_mut())?;
                     if let Some(end) = ended {
                         return Ok(end);
                     }
@@ -141,10 +139,9 @@ pub fn run(
         }
     });
     let end = ended?;
-    if end != End::Limit {
+    if !matches!(end, End::Limit | End::Closed) {
         // Events already in the ring happened before the end: they count.
-        state.drain(ring.get_mut())?;
-        state.consumers.flush()?;
+        state.drain_and_flush(ring.get_mut())?;
     }
     if state.short > 0 {
         log::warn!("{} ring buffer records were too short to be events; counted as lost", state.short);
@@ -190,6 +187,17 @@ struct State<'r, 'a> {
 }
 
 impl State<'_, '_> {
+    /// Drains the ring and flushes the consumers; a reader that went away
+    /// (`skbtrace | head`) ends the loop like a signal, so that the run still
+    /// detaches and writes its summary.
+    fn drain_and_flush(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<Option<End>> {
+        let ended = self.drain(ring).and_then(|ended| self.consumers.flush().map(|()| ended));
+        match ended {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Some(End::Closed)),
+            other => other,
+        }
+    }
+
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<Option<End>> {
         while let Some(item) = ring.next() {
             let Some(raw) = Event::from_bytes(&item) else {

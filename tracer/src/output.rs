@@ -61,12 +61,32 @@ impl Consumers {
         self.0.iter_mut().try_for_each(|c| c.flush())
     }
 
+    /// Every consumer closes, even after another failed; the first failure is returned.
     pub fn close(&mut self, summary: &mut RunSummary) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|c| c.close(summary))
+        let mut first = Ok(());
+        for c in &mut self.0 {
+            if let Err(e) = c.close(summary)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 
+    /// Every consumer finishes, even after another failed (a closed
+    /// standard output must not keep the summary file from being written);
+    /// the first failure is returned.
     pub fn finish(&mut self, summary: &RunSummary) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|c| c.finish(summary))
+        let mut first = Ok(());
+        for c in &mut self.0 {
+            if let Err(e) = c.finish(summary)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 }
 

@@ -24,6 +24,8 @@ pub enum End {
     Timeout,
     /// `--duration` passed.
     Duration,
+    /// The reader of the output went away (`skbtrace | head`).
+    Closed,
 }
 
 /// The final JSON object, `{"summary": …}`; every field is always present.
