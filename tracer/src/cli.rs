@@ -168,6 +168,15 @@ pub struct Args {
     /// Also write the packets as pcap-ng to FILE ('-' for standard output).
     #[arg(long, value_name = "FILE")]
     pub output_pcap: Option<PathBuf>,
+    /// One story per packet instead of one line per event, printed when it ends, with a `verdict:` line.
+    #[arg(long)]
+    pub explain: bool,
+    /// --explain: a story with no event for DURATION ends (by the events' own clock) [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub explain_idle: Option<Duration>,
+    /// --explain: at most N stories open at once; the oldest is ended (and counted) to make room [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub explain_max_stories: Option<usize>,
     /// Timestamp column.
     #[arg(long, value_enum, default_value_t = Timestamp::None)]
     pub timestamp: Timestamp,

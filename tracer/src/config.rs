@@ -130,6 +130,46 @@ pub struct OutputSpec {
     pub columns: Columns,
     /// How `--output-file` is rotated.
     pub rotation: Rotation,
+    /// `--explain`: stories instead of lines.
+    pub explain: Option<ExplainSpec>,
+}
+
+/// `--explain` and its bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExplainSpec {
+    /// A story with no event for this long (event time) ends.
+    pub idle: Duration,
+    /// Open stories at most; the oldest is evicted.
+    pub max_stories: usize,
+}
+
+impl ExplainSpec {
+    pub const IDLE_DEFAULT: Duration = Duration::from_secs(2);
+    pub const MAX_STORIES_DEFAULT: usize = 10_000;
+
+    /// From the flags; `--explain-*` without `--explain`, or no room for a story, is a usage error.
+    fn from_args(args: &Args) -> anyhow::Result<Option<Self>> {
+        if !args.explain {
+            for (given, flag) in [
+                (args.explain_idle.is_some(), "--explain-idle"),
+                (args.explain_max_stories.is_some(), "--explain-max-stories"),
+            ] {
+                if given {
+                    return Err(usage(format!("{flag} tunes --explain: add --explain")));
+                }
+            }
+            return Ok(None);
+        }
+        let max_stories = args.explain_max_stories.unwrap_or(Self::MAX_STORIES_DEFAULT);
+        if max_stories == 0 {
+            return Err(usage("--explain-max-stories must be at least 1"));
+        }
+        let idle = args.explain_idle.unwrap_or(Self::IDLE_DEFAULT);
+        if idle.is_zero() {
+            return Err(usage("--explain-idle must be longer than 0, e.g. 500ms"));
+        }
+        Ok(Some(Self { idle, max_stories }))
+    }
 }
 
 /// pwru's optional columns (text), and what the resolver adds for them.
@@ -210,6 +250,7 @@ impl Config {
             cloning_entries: if track { CLONING_ENTRIES } else { 1 },
             stack_entries: if args.output_stack { STACK_ENTRIES } else { 1 },
         };
+        let explain = ExplainSpec::from_args(&args)?;
         let output = OutputSpec {
             format: if args.output_json { Format::Json } else { Format::Text },
             file: args.output_file,
@@ -231,6 +272,7 @@ impl Config {
                 args.output_file_max_age,
                 args.output_file_compress,
             ),
+            explain,
         };
         Ok(Self {
             task: if let Some(kind) = args.generate {

@@ -158,7 +158,10 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     summary.detached = attached.detach();
     summary.detach_seconds = detach_started.elapsed().as_secs_f64();
     assertions::judge(&cfg.assertions, &mut summary);
-    let finished = consumers.finish(&summary);
+    // Open stories end (adding their verdicts) before anyone prints the summary;
+    // every consumer still finishes if that failed.
+    let closed = consumers.close(&mut summary);
+    let finished = closed.and(consumers.finish(&summary));
     match finished {
         Err(e) if summary.command.is_some() => Err(anyhow::Error::from(e).context(AfterStart)),
         other => other.map(|()| summary).map_err(Into::into),
