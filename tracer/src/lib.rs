@@ -24,6 +24,7 @@ pub mod btf;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod conntrack;
 pub mod decode;
 pub mod filter;
 pub mod ksym;
