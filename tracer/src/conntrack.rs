@@ -1,8 +1,9 @@
 //! Conntrack entries as a person reads them: the block the eBPF side copies
 //! from an skb's `_nfct` ([`tracer_common::event::Ct`]) decoded into a
-//! [`Conntrack`]. [`CtTuple`] and [`CtStatus`] are meant to be shared with
-//! entries read from a table, so a rule can compare what a packet carried
-//! with what the table holds.
+//! [`Conntrack`], and entries read from a namespace's table over ctnetlink
+//! ([`netlink`]) as [`netlink::CtEntry`]. Both share [`CtTuple`] and
+//! [`CtStatus`], so a rule can compare what a packet carried with what the
+//! table holds.
 //!
 //! Contract:
 //! - Names come from the running kernel's BTF ([`CtNames::from_btf`]):
@@ -20,6 +21,7 @@
 //!   tuples written like the TUPLE column. JSON: [`json::push`].
 
 pub mod json;
+pub mod netlink;
 
 use std::{
     fmt,

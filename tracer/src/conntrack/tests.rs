@@ -7,6 +7,8 @@ use tracer_common::event::{Ct, CtTuple as RawTuple, EVENT_CT_SIZE, EVENT_SIZE, E
 
 use super::*;
 
+mod netlink;
+mod netns;
 
 fn names() -> CtNames {
     let e = |list: &[(&str, u64)]| list.iter().map(|(n, v)| (n.to_string(), *v)).collect::<Vec<_>>();
