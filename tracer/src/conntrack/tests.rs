@@ -7,6 +7,7 @@ use tracer_common::event::{Ct, CtTuple as RawTuple, EVENT_CT_SIZE, EVENT_SIZE, E
 
 use super::*;
 
+mod kernel;
 mod netlink;
 mod netns;
 
