@@ -198,6 +198,13 @@ fn check_kernel(kernel: Kernel) {
     let funcs: std::collections::HashSet<&str> = events.iter().filter_map(|e| e["func"].as_str()).collect();
     sc.check(funcs.len() >= 5, "the datagram was seen in fewer than 5 functions");
     sc.check(funcs.contains(drop_fn), "the drop is missing");
+
+    // The conntrack path (CFG_CONNTRACK) passes this kernel's verifier and
+    // runs, with each backend's programs.
+    for backend in ["auto", "kprobe", "tracepoint"] {
+        let sc = get(&format!("conntrack_{backend}"));
+        sc.check(!sc.events().is_empty(), "no event with the conntrack path loaded");
+    }
 }
 
 #[test]

@@ -219,8 +219,30 @@ scenario_all_functions() {
     ip netns del ns5
 }
 
+# The conntrack path of the programs (CFG_CONNTRACK, set by a test-only
+# variable until --output-ct exists) on a DNAT'd flow: each backend's
+# programs must pass this kernel's verifier and run.
+scenario_conntrack() {
+    netns ns8a
+    netns ns8b
+    veth ns8a ka 10.80.0.1/24 ns8b kb 10.80.0.2/24
+    ip netns exec ns8b iptables -t nat -A PREROUTING -p udp --dport 5000 -j DNAT --to-destination 10.80.0.2:4000
+    export SKBTRACE_TEST_CONNTRACK=1
+    for backend in auto kprobe tracepoint; do
+        begin "conntrack_$backend"
+        start --backend "$backend" --output-json --filter-netns /run/netns/ns8b \
+            --filter-func "$DROP|ip_rcv|ip_local_deliver|__udp4_lib_rcv|kfree_skb|netif_receive_skb" 'udp'
+        udp ns8a 10.80.0.2 5000 hello
+        stop
+        end "conntrack_$backend"
+    done
+    unset SKBTRACE_TEST_CONNTRACK
+    ip netns del ns8a
+    ip netns del ns8b
+}
+
 if [ $# -eq 0 ]; then
-    set -- list_funcs no_socket netfilter_drop dnat_track filters clone_track two_flows all_functions
+    set -- list_funcs no_socket netfilter_drop dnat_track filters clone_track two_flows all_functions conntrack
 fi
 for s in "$@"; do
     "scenario_$s"

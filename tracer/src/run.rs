@@ -166,6 +166,11 @@ fn attach(cfg: &Config, kernel: &mut Kernel, stop: &mut Stop) -> anyhow::Result<
 fn load(cfg: &Config, kernel: &Kernel) -> anyhow::Result<Loader> {
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = kernel.btf.offsets()?;
+    // Test-only until `--output-ct` sets the flag: tests/vm/kprobes.sh loads
+    // the conntrack path on Debian's kernels with it.
+    if std::env::var_os("SKBTRACE_TEST_CONNTRACK").is_some() {
+        kernel_cfg.flags |= tracer_common::config::CFG_CONNTRACK;
+    }
     kernel_cfg.wakeup_bytes = cfg.maps.ring_bytes / 16;
     kernel_cfg.filter_reads_l2 = cfg.filter.l2.reads;
     kernel_cfg.filter_reads_l3 = cfg.filter.l3.reads;
