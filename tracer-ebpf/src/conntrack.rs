@@ -29,7 +29,7 @@ use tracer_common::{
     event::{Ct, CtTuple},
 };
 
-use crate::capture::{SkbCopy, ct_offsets};
+use crate::capture::{SkbCopy, ct_offsets, nfct_offset};
 
 /// Bits of `_nfct` that hold the `enum ip_conntrack_info` (`NFCT_INFOMASK`).
 const NFCT_INFOMASK: u64 = 7;
@@ -42,11 +42,11 @@ pub const CT_BUF: usize = CT_READ_MAX as usize + 8;
 /// `buf` is a per-CPU buffer of `CT_BUF` bytes, 8-aligned.
 #[inline(always)]
 pub fn fill(ct: &mut Ct, sk_buff: &SkbCopy, buf: *mut u64) -> bool {
-    let o = ct_offsets();
-    let nfct: u64 = sk_buff.field(o.skb_nfct);
+    let nfct: u64 = sk_buff.field(nfct_offset());
     if nfct == 0 {
         return false;
     }
+    let o = ct_offsets();
     let conn = nfct & !NFCT_INFOMASK;
     let ctinfo = (nfct & NFCT_INFOMASK) as u8;
     // The mask bounds the length for the verifier; user space keeps it ≤ CT_READ_MAX.
