@@ -126,6 +126,9 @@ pub struct Args {
     /// The TUPLE column (--output-tuple=false hides it).
     #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub output_tuple: bool,
+    /// Conntrack's entry for each skb (state, status bits such as SRC_NAT/DST_NAT, both tuples, zone, mark).
+    #[arg(long)]
+    pub output_ct: bool,
     /// TCP flags in the tuple, e.g. 10.0.0.1:80->10.0.0.2:4000(tcp:SYN|ACK).
     #[arg(long)]
     pub output_tcp_flags: bool,

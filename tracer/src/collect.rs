@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuHashMap, RingBuf, StackTraceMap};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{Event, names};
+use tracer_common::{Event, event::Ct, names};
 
 use crate::{
     command::Running,
@@ -204,12 +204,13 @@ impl State<'_, '_> {
                 self.short += 1;
                 continue;
             };
+            let ct = Ct::from_record(&item);
             drop(item);
             if self.limit.is_some_and(|l| self.tally.events >= l) {
                 // Only with a command, which the loop waits for.
                 continue;
             }
-            let event = self.resolver.resolve(raw);
+            let event = self.resolver.resolve(raw, ct.as_ref());
             self.tally.event(&event);
             self.consumers.event(&event)?;
             if !self.command && self.limit.is_some_and(|l| self.tally.events >= l) {

@@ -11,7 +11,9 @@ use std::{
 
 use regex::Regex;
 use tracer_common::{
-    config::{CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB},
+    config::{
+        CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
+    },
     limits::{CLONING_ENTRIES, SNAPLEN_MAX, STACK_ENTRIES},
 };
 
@@ -185,11 +187,13 @@ pub struct Columns {
     pub tunnel: bool,
     /// The netns name, in a column this wide.
     pub netns_names: Option<usize>,
+    /// Conntrack's entry, after FUNC (`--output-ct`).
+    pub ct: bool,
 }
 
 impl Default for Columns {
     fn default() -> Self {
-        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None }
+        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None, ct: false }
     }
 }
 
@@ -265,6 +269,7 @@ impl Config {
                 tunnel: args.output_tunnel,
                 // pwru's floor for the width.
                 netns_names: args.output_netns_names.then_some(args.netns_names_max_length.max(10)),
+                ct: args.output_ct,
             },
             rotation: Rotation::pwru(
                 args.output_file_max_size,
@@ -353,6 +358,8 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
         (args.filter_track_skb, CFG_TRACK_SKB),
         (args.output_stack, CFG_STACK),
         (args.output_caller, CFG_CALLER),
+        // Explain always reads conntrack: the stories show it.
+        (args.output_ct || args.explain, CFG_CONNTRACK),
     ] {
         if on {
             kernel.flags |= flag;

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod collect;
 pub mod command;
 pub mod config;
+pub mod conntrack;
 pub mod decode;
 pub mod explain;
 pub mod filter;

@@ -348,6 +348,7 @@ mod tests {
             time: None,
             netns_name: None,
             tunnel: None,
+            ct: None,
         }
     }
 
@@ -438,6 +439,7 @@ mod tests {
             "len",
             "tuple",
             "tunnel",
+            "ct",
             "func",
             "func_column",
             "drop_reason",

@@ -6,7 +6,7 @@
 use std::{collections::HashSet, io::Write as _, os::fd::AsRawFd as _, thread::JoinHandle, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use tracer_common::config::CFG_SKB_EXPR;
+use tracer_common::config::{CFG_CONNTRACK, CFG_SKB_EXPR};
 
 use crate::{
     assertions,
@@ -16,6 +16,7 @@ use crate::{
     command::AfterStart,
     config::usage,
     config::{Config, Kmods, ProbeSpec, Task},
+    conntrack::CtNames,
     filter::{self, skb_expr::SkbExprError},
     ksym,
     loader::{Filters, Loader, Programs},
@@ -117,6 +118,7 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     // What the event loop needs is ready before the ready file says so
     // (events that wait unread make the eBPF side wake us harder).
     let reasons = DropReasons::from_btf(&kernel.btf);
+    let ct_names = (cfg.kernel.flags & CFG_CONNTRACK != 0).then(|| CtNames::from_btf(&kernel.btf));
     cfg.assertions.validate(&reasons)?;
     let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &mut stop)?;
     let Kernel { btf, mut kallsyms, .. } = kernel;
@@ -143,6 +145,9 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         let collected = kallsyms.get().and_then(|kallsyms| {
             let mut resolver =
                 Resolver::new(kallsyms, &attached.probes, &reasons, stacks, resolve::Wanted::of(&cfg.output));
+            if let Some(names) = ct_names {
+                resolver = resolver.with_conntrack(names);
+            }
             collect::run(&rt, &mut stop, maps, &mut resolver, &mut consumers, ending)
         });
         match collected {
@@ -204,6 +209,11 @@ fn attach(cfg: &Config, kernel: &mut Kernel, stop: &mut Stop) -> anyhow::Result<
 fn load(cfg: &Config, kernel: &Kernel) -> anyhow::Result<Loader> {
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = kernel.btf.offsets()?;
+    if kernel_cfg.flags & CFG_CONNTRACK != 0
+        && let Err(why) = kernel.btf.conntrack_offsets()
+    {
+        note!("conntrack is not read: {why}");
+    }
     kernel_cfg.wakeup_bytes = cfg.maps.ring_bytes / 16;
     kernel_cfg.filter_reads_l2 = cfg.filter.l2.reads;
     kernel_cfg.filter_reads_l3 = cfg.filter.l3.reads;

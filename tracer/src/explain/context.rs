@@ -124,7 +124,10 @@ impl Ctx<'_> {
             tuple: tuple_column(&last.tuple),
             drop_reason: drop.map(|d| d.name.to_string()).unwrap_or_default(),
             location: drop.and_then(|d| d.location.as_deref()).unwrap_or("").to_owned(),
-            ct: self.env.ct(netns).describe().to_owned(),
+            ct: match &self.story.ct {
+                Some(ct) => ct.to_string(),
+                None => self.env.ct(netns).describe().to_owned(),
+            },
             facts: Vec::new(),
             missing: Vec::new(),
         }

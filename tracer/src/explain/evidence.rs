@@ -16,9 +16,9 @@ use std::{
 
 use serde::Serialize;
 
-/// Conntrack's view of a story. The slot for the per-event ct data and the
-/// ctnetlink lookup being added (`tracer/src/conntrack*`): until they are
-/// wired in, `Unknown`, or `NotInUse` where the netns has no conntrack.
+/// Conntrack's view of a story when the packet carried no entry: `NotInUse`
+/// where the netns has no conntrack, else `Unknown`. (A packet that carried
+/// one shows it: `Story::ct`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ct {
     Unknown,
@@ -28,7 +28,7 @@ pub enum Ct {
 impl Ct {
     pub fn describe(&self) -> &'static str {
         match self {
-            Self::Unknown => "unknown (this build does not read conntrack)",
+            Self::Unknown => "unknown: the packet carried no conntrack entry",
             Self::NotInUse => "conntrack not in use in this netns",
         }
     }
@@ -97,6 +97,9 @@ pub trait Environment {
     /// The process holding socket `inode`, as `exe:pid`.
     fn socket_owner(&mut self, inode: u64) -> Option<String>;
     fn ct(&mut self, netns: u32) -> Ct;
+    /// The conntrack table of the netns, read through ctnetlink, as text:
+    /// one `orig=… reply=…` line per entry whose original source is `src`.
+    fn ct_entries_from(&mut self, netns: u32, proto: u8, src: (IpAddr, u16)) -> Result<Vec<String>, String>;
 }
 
 /// The real host, with a cache.
@@ -236,6 +239,17 @@ impl Environment for Host {
             }
         }
         None
+    }
+
+    fn ct_entries_from(&mut self, netns: u32, proto: u8, src: (IpAddr, u16)) -> Result<Vec<String>, String> {
+        // Status bits by number are enough here: the tuples are the evidence.
+        let names = crate::conntrack::CtNames::default();
+        let entries = crate::conntrack::netlink::dump(netns, &names).map_err(|e| format!("{e:#}"))?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.orig.proto == proto && e.orig.src == Some(src.0) && e.orig.sport == src.1)
+            .map(|e| format!("orig={} reply={}", e.orig, e.reply))
+            .collect())
     }
 
     fn ct(&mut self, netns: u32) -> Ct {

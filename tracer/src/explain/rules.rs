@@ -131,7 +131,21 @@ fn asymmetric_nat(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     ev.fact("request", format!("{} → {} (story {})", ep(snat.orig), ep(snat.dst), snat.story), false);
     ev.fact("snat", format!("{} → {} in {ns}", ep(snat.orig), ep(snat.translated)), false);
     ev.fact("reply", format!("{} → {}", ep((src, t.sport)), ep((dst, t.dport))), false);
-    ev.fact("conntrack", "no entry matched the reply (NO_SOCKET after the SNAT was not undone)", true);
+    // The entry the request made, from the table itself: its reply tuple is
+    // what conntrack waited for.
+    match ctx.env.ct_entries_from(ctx.netns(), ctx.proto(), snat.orig) {
+        Ok(entries) if !entries.is_empty() => {
+            for entry in entries {
+                ev.fact("conntrack entry (ctnetlink, after the drop)", entry, true);
+            }
+            ev.fact("conntrack", "the reply matches neither direction of that entry, so the SNAT was not undone", true);
+        }
+        Ok(_) => ev.fact("conntrack", "no entry matched the reply (NO_SOCKET after the SNAT was not undone)", true),
+        Err(e) => {
+            ev.missing(format!("the conntrack table: {e}"));
+            ev.fact("conntrack", "no entry matched the reply (NO_SOCKET after the SNAT was not undone)", true);
+        }
+    }
     if let Some(g) = &ctx.flow.guess {
         ev.fact("relay", format!("{} received on flow {} and sent this (a guess)", g.process, g.flow), true);
     }
@@ -191,10 +205,25 @@ fn closed_port(ctx: &mut Ctx<'_>) -> Option<Verdict> {
             String::new()
         }
     };
-    ev.missing("conntrack (to rule out a NAT reply that was not undone): not read by this build");
+    // Where the sender sent it, when NAT changed the destination on the way.
+    let first = ctx.story.steps.first().map(|s| s.tuple).unwrap_or(t);
+    let nat = match (&ctx.story.ct, first.daddr) {
+        (Some(ct), _) if ct.status.has("DST_NAT") && ct.orig.dst.is_some() => {
+            ev.fact("conntrack", ct.to_string(), false);
+            let sent = ct.orig.dst.map_or("?".to_owned(), |d| ep((d, ct.orig.dport)));
+            format!(" (sent to {sent}; destination NAT made it {})", ep((dst, t.dport)))
+        }
+        (_, Some(d)) if (d, first.dport) != (dst, t.dport) => {
+            format!(" (sent to {}; NAT on the way made it {})", ep((d, first.dport)), ep((dst, t.dport)))
+        }
+        _ => String::new(),
+    };
+    if ctx.story.ct.is_none() {
+        ev.missing("conntrack (to rule out a NAT reply that was not undone): the packet carried no entry");
+    }
     let what = if proto == 6 { "TCP SYN" } else { ctx.proto_name() };
     let sentence = format!(
-        "{what} to {} from {} refused in {ns}: nothing listens on {} there{others}{answer}",
+        "{what} to {} from {} refused in {ns}{nat}: nothing listens on {} there{others}{answer}",
         ep((dst, t.dport)),
         t.saddr.map_or("?".to_owned(), |s| ep((s, t.sport))),
         ep((dst, t.dport)),

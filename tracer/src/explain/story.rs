@@ -8,6 +8,7 @@
 //! packet bytes: names stay the resolver's `Arc<str>`, so keeping a step
 //! allocates nothing beyond the story's own list.
 
+use crate::conntrack::Conntrack;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -170,6 +171,9 @@ pub struct Story {
     /// Steps left out of the middle of a long story.
     pub elided: u64,
     pub last_ns: u64,
+    /// Conntrack's entry as the packet last carried it (the kernel side
+    /// reads it when an skb has one).
+    pub ct: Option<Conntrack>,
 }
 
 impl Story {
@@ -325,10 +329,16 @@ impl StoryTable {
             let id = self.next_id;
             self.next_id += 1;
             self.order.push_back((skb, id));
-            self.open.insert(skb, Story { id, skb, steps: Vec::with_capacity(8), elided: 0, last_ns: e.raw.ktime_ns });
+            self.open.insert(
+                skb,
+                Story { id, skb, steps: Vec::with_capacity(8), elided: 0, last_ns: e.raw.ktime_ns, ct: None },
+            );
         }
         let story = self.open.get_mut(&skb).expect("inserted above");
         story.push(Step::new(e, kind));
+        if let Some(ct) = &e.ct {
+            story.ct = Some(ct.clone());
+        }
         let end = if e.freed() {
             Some(if story.last().dropped().is_some() { End::Dropped } else { End::Freed })
         } else if kind == Kind::Deliver {

@@ -191,6 +191,15 @@ impl<W: Write> Consumer for TextPrinter<W> {
             line.extend(std::iter::repeat_n(' ', self.tuple_width - width + 1));
         }
         push_func_column(line, e);
+        if c.ct {
+            // The Display form is several words, always last but the tunnel.
+            match &e.ct {
+                Some(ct) => {
+                    let _ = write!(line, " {ct}");
+                }
+                None => line.push_str(" ct=none"),
+            }
+        }
         if c.tunnel {
             line.push(' ');
             match &e.tunnel {

@@ -57,6 +57,9 @@ impl Environment for Fake {
     fn ct(&mut self, _: u32) -> Ct {
         Ct::Unknown
     }
+    fn ct_entries_from(&mut self, _: u32, _: u8, _: (IpAddr, u16)) -> Result<Vec<String>, String> {
+        Err("no conntrack in tests".to_owned())
+    }
 }
 
 /// One event: `func` in netns `ns` on `ifname`, UDP (or TCP) `src → dst`;
@@ -130,6 +133,7 @@ pub fn event(e: Ev<'_>, ktime_ns: u64) -> TraceEvent {
         time: None,
         netns_name: None,
         tunnel: None,
+        ct: None,
     }
 }
 
