@@ -113,6 +113,12 @@ pub struct Args {
     /// skb->dev->name == "eth0"'; checked against the kernel's BTF, run in the kernel.
     #[arg(long, value_name = "EXPR")]
     pub filter_skb_expr: Option<String>,
+    /// Only VXLAN and Geneve packets whose inner Ethernet frame matches this pcap expression.
+    #[arg(long, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l2: Option<String>,
+    /// Only VXLAN and Geneve packets whose inner IP packet matches this pcap expression.
+    #[arg(long, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l3: Option<String>,
     /// Once an skb matched, keep tracing it through NAT and header rewrites until it is freed.
     #[arg(long)]
     pub filter_track_skb: bool,
@@ -272,10 +278,6 @@ pub struct PwruNotYet {
     pub filter_trace_xdp: bool,
     #[arg(long, hide = true)]
     pub filter_track_bpf_helpers: bool,
-    #[arg(long, hide = true, value_name = "EXPR")]
-    pub filter_tunnel_pcap_l2: Option<String>,
-    #[arg(long, hide = true, value_name = "EXPR")]
-    pub filter_tunnel_pcap_l3: Option<String>,
     #[arg(long, hide = true, value_name = "N")]
     pub filter_kprobe_batch: Option<u64>,
     #[arg(long, hide = true, value_name = "EXPR")]
@@ -321,16 +323,6 @@ impl PwruNotYet {
             (self.filter_xdp_expr.is_some(), "--filter-xdp-expr", LATER_FENTRY),
             (self.output_xdp_metadata.is_some(), "--output-xdp-metadata", LATER_FENTRY),
             (self.output_bpfmap, "--output-bpfmap", LATER_FENTRY),
-            (
-                self.filter_tunnel_pcap_l2.is_some(),
-                "--filter-tunnel-pcap-l2",
-                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
-            ),
-            (
-                self.filter_tunnel_pcap_l3.is_some(),
-                "--filter-tunnel-pcap-l3",
-                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
-            ),
             (
                 self.filter_kprobe_batch.is_some(),
                 "--filter-kprobe-batch",

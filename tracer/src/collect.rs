@@ -16,6 +16,7 @@ use tracer_common::{Event, event::Ct, names};
 
 use crate::{
     command::Running,
+    filter::tunnel::TunnelFilter,
     loader::Loader,
     output::Consumers,
     resolve::Resolver,
@@ -48,6 +49,13 @@ impl Maps {
     }
 }
 
+/// What happens to each event between the ring and the consumers.
+pub struct Stages<'r, 'a> {
+    pub resolver: &'r mut Resolver<'a>,
+    /// Drops events whose tunnel's inner packet does not match.
+    pub tunnel_filter: Option<&'r TunnelFilter>,
+}
+
 /// When the loop ends, besides SIGINT and SIGTERM.
 pub struct Ending {
     /// After this many events (with a command: stop printing, and wait for it).
@@ -64,17 +72,26 @@ pub fn run(
     rt: &tokio::runtime::Runtime,
     stop: &mut Stop,
     maps: Maps,
-    resolver: &mut Resolver<'_>,
+    stages: Stages<'_, '_>,
     consumers: &mut Consumers,
     ending: Ending,
 ) -> anyhow::Result<RunSummary> {
+    let Stages { resolver, tunnel_filter } = stages;
     let Maps { ring, lost, mut logger } = maps;
     let Ending { limit, duration, command } = ending;
     let (mut command, grace) = match command {
         Some((running, grace)) => (Some(running), grace),
         None => (None, Duration::ZERO),
     };
-    let mut state = State { resolver, consumers, tally: Tally::default(), short: 0, limit, command: command.is_some() };
+    let mut state = State {
+        resolver,
+        tunnel_filter,
+        consumers,
+        tally: Tally::default(),
+        short: 0,
+        limit,
+        command: command.is_some(),
+    };
     state.consumers.start()?;
     // SAFETY: the RingBuf owns its descriptor and lives inside the AsyncFd,
     // so the descriptor stays open for as long as it is registered.
@@ -177,6 +194,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct State<'r, 'a> {
     resolver: &'r mut Resolver<'a>,
+    tunnel_filter: Option<&'r TunnelFilter>,
     consumers: &'r mut Consumers,
     tally: Tally,
     /// Records too short to be an event.
@@ -206,6 +224,9 @@ impl State<'_, '_> {
             };
             let ct = Ct::from_record(&item);
             drop(item);
+            if self.tunnel_filter.is_some_and(|f| !f.accepts(raw.capture(), raw.packet())) {
+                continue;
+            }
             if self.limit.is_some_and(|l| self.tally.events >= l) {
                 // Only with a command, which the loop waits for.
                 continue;

@@ -103,6 +103,8 @@ pub struct Filter {
     pub expression: Option<String>,
     /// `--filter-skb-expr`.
     pub skb_expr: Option<String>,
+    /// `--filter-tunnel-pcap-l2/l3`, run in user space on the inner headers.
+    pub tunnel: Option<filter::tunnel::TunnelFilter>,
     /// For packets whose bytes start at the MAC header.
     pub l2: filter::Compiled,
     /// For packets whose bytes start at the network header.
@@ -245,6 +247,11 @@ impl Config {
         let kernel = kernel_config(&args, expression.is_some())?;
         let mut filter = compile_filter(expression)?;
         filter.skb_expr = args.filter_skb_expr.clone();
+        filter.tunnel = filter::tunnel::TunnelFilter::compile(
+            args.filter_tunnel_pcap_l2.as_deref(),
+            args.filter_tunnel_pcap_l3.as_deref(),
+        )
+        .map_err(|e| usage(format!("--filter-tunnel-pcap-l2/l3: {e}")))?;
         let track = args.filter_track_skb;
         // Maps of options not asked for get one entry: the kernel allocates
         // hash and stack maps whole at creation (16k stacks are 17 MB).
@@ -403,7 +410,7 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
 fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
     let Some(expr) = expression else {
         let all = filter::Compiled { insns: filter::match_all(), reads: 0 };
-        return Ok(Filter { expression: None, skb_expr: None, l2: all.clone(), l3: all });
+        return Ok(Filter { expression: None, skb_expr: None, tunnel: None, l2: all.clone(), l3: all });
     };
     // The filter may read the event's whole packet buffer; how much of it is
     // valid (what the kernel copied) is passed at run time.
@@ -412,7 +419,7 @@ fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
         let more = if shown.len() < expr.len() { "…" } else { "" };
         usage(format!("{e}\n  in expression: {shown}{more}"))
     })?;
-    Ok(Filter { expression: Some(expr), skb_expr: None, l2, l3 })
+    Ok(Filter { expression: Some(expr), skb_expr: None, tunnel: None, l2, l3 })
 }
 
 fn parse_u32(s: &str) -> Option<u32> {

@@ -148,7 +148,8 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
             if let Some(names) = ct_names {
                 resolver = resolver.with_conntrack(names);
             }
-            collect::run(&rt, &mut stop, maps, &mut resolver, &mut consumers, ending)
+            let stages = collect::Stages { resolver: &mut resolver, tunnel_filter: cfg.filter.tunnel.as_ref() };
+            collect::run(&rt, &mut stop, maps, stages, &mut consumers, ending)
         });
         match collected {
             Err(e) if started => return Err(e.context(AfterStart)),
