@@ -35,9 +35,15 @@ const DEFAULT_LIMIT: Duration = Duration::from_secs(300);
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Names in a run's directory.
+const READY: &str = "ready";
+const SUMMARY: &str = "summary.json";
+
 /// An skbtrace command line, before it starts.
 pub struct Skbtrace {
     command: Command,
+    /// This run's own directory (ready file, summary, output), made at spawn.
+    files: Files,
     capture_stdout: bool,
     capture_stderr: bool,
     poll: Duration,
@@ -49,10 +55,15 @@ impl Skbtrace {
     /// skbtrace at `bin`, standard input on /dev/null, standard output and
     /// error into files that [`Finished`] holds.
     pub fn new(bin: impl AsRef<OsStr>) -> Self {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let files = Files { dir: std::env::temp_dir().join(format!("skbtrace-run-{}-{seq}", std::process::id())) };
         let mut command = Command::new(bin);
+        // First, so that they come before a `-- CMD` the caller adds.
+        command.arg("--ready-file").arg(files.dir.join(READY)).arg("--summary-file").arg(files.dir.join(SUMMARY));
         command.stdin(Stdio::null());
         Skbtrace {
             command,
+            files,
             capture_stdout: true,
             capture_stderr: true,
             poll: Duration::from_millis(20),
@@ -68,6 +79,12 @@ impl Skbtrace {
 
     pub fn args(mut self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Self {
         self.command.args(args);
+        self
+    }
+
+    /// Sets an environment variable for skbtrace.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.command.env(key, value);
         self
     }
 
@@ -112,13 +129,10 @@ impl Skbtrace {
 
     /// Starts skbtrace without waiting for it to be ready.
     pub fn spawn(mut self) -> anyhow::Result<Tracer> {
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("skbtrace-run-{}-{seq}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let files = Files { dir };
-        let ready = files.dir.join("ready");
-        let summary = files.dir.join("summary.json");
-        self.command.arg("--ready-file").arg(&ready).arg("--summary-file").arg(&summary);
+        let files = self.files;
+        std::fs::create_dir_all(&files.dir).with_context(|| format!("creating {}", files.dir.display()))?;
+        let ready = files.dir.join(READY);
+        let summary = files.dir.join(SUMMARY);
         if self.capture_stdout {
             self.command.stdout(files.create("stdout")?);
         }
@@ -328,7 +342,7 @@ mod tests {
 
     #[test]
     fn waits_for_ready_and_reads_the_summary() {
-        let summary = r#"{"summary":{"events":1,"lost":0,"lost_by_probe":[],"drops":[],"backend":"tracepoint","attached":2,"skipped":0,"attach_seconds":0.1,"detached":2,"detach_seconds":0.0,"end":"signal"}}"#;
+        let summary = r#"{"summary":{"events":1,"lost":0,"lost_by_probe":[],"drops":[],"backend":"tracepoint","attached":2,"skipped":0,"attach_seconds":0.1,"detached":2,"detach_seconds":0.0,"end":"signal","command":null,"assertions":[],"exit_code":0}}"#;
         // $2 is the ready file, $4 the summary file. The trap comes first:
         // SIGINT may follow the ready file at once.
         let script = format!(

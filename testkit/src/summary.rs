@@ -27,6 +27,33 @@ pub struct Summary {
     pub detached: u64,
     pub detach_seconds: f64,
     pub end: End,
+    /// The command run under trace (`-- CMD`), or None.
+    pub command: Option<CommandOutcome>,
+    /// Each assertion asked for (`--fail-on-drop` …).
+    pub assertions: Vec<Assertion>,
+    /// What skbtrace exited with.
+    pub exit_code: u8,
+}
+
+/// The command run under trace, and how it ended.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct CommandOutcome {
+    pub argv: Vec<String>,
+    pub pid: u32,
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+    pub seconds: f64,
+}
+
+/// One assertion's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Assertion {
+    /// `fail_on_drop`, `expect_drop` or `fail_on_lost`.
+    pub assertion: String,
+    pub reasons: String,
+    pub matched: u64,
+    pub matched_reasons: Vec<String>,
+    pub passed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -151,7 +178,7 @@ mod tests {
         r#""reason":"SKB_DROP_REASON_NO_SOCKET","code":3,"location":"__udp4_lib_rcv+0x4bc","count":1,"#,
         r#""func":"kfree_skb","netns":4026532178,"ifname":"lo","tuple":"127.0.0.1:39091->127.0.0.1:4000(udp)"}],"#,
         r#""backend":"kprobe","attached":1463,"skipped":3,"attach_seconds":37.2,"detached":1463,"#,
-        r#""detach_seconds":40.1,"end":"signal"}}"#
+        r#""detach_seconds":40.1,"end":"signal","command":null,"assertions":[],"exit_code":0}}"#
     );
 
     #[test]

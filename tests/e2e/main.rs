@@ -5,6 +5,7 @@
 
 mod cli;
 mod dist;
+mod explain;
 mod output;
 mod pcap;
 mod pwru_flags;

@@ -63,16 +63,8 @@ pub const PWRU_FLAGS: &[PwruFlag] = &[
         NotYet("following an skb across re-allocation by its stack frame is not implemented"),
     ),
     flag("--filter-trace-tc", None, NotYet(LATER_FENTRY)),
-    flag(
-        "--filter-tunnel-pcap-l2",
-        Some("host 10.0.0.1"),
-        NotYet("the pcap filter runs on the outer headers only; an inner filter is a later step"),
-    ),
-    flag(
-        "--filter-tunnel-pcap-l3",
-        Some("host 10.0.0.1"),
-        NotYet("the pcap filter runs on the outer headers only; an inner filter is a later step"),
-    ),
+    flag("--filter-tunnel-pcap-l2", Some("host 10.0.0.1"), Same),
+    flag("--filter-tunnel-pcap-l3", Some("host 10.0.0.1"), Same),
     flag("--filter-trace-xdp", None, NotYet(LATER_FENTRY)),
     flag("--filter-track-bpf-helpers", None, NotYet(LATER_FENTRY)),
     flag("--filter-ifname", Some("lo"), Same),

@@ -6,6 +6,7 @@
 //! function on a packet's path, callers, clones followed) depend on it.
 
 mod attach;
+mod ci_mode;
 mod drops;
 mod filters;
 mod limit;

@@ -53,6 +53,7 @@ pub const EVENT_FIELDS: &[&str] = &[
     "len",
     "tuple",
     "tunnel",
+    "ct",
     "func",
     "func_column",
     "drop_reason",

@@ -29,6 +29,73 @@ pub struct Offsets {
     /// How many leading bytes of `struct sk_buff` to read in one go (its
     /// size, at most `SKB_READ_MAX`); fields inside are taken from that copy.
     pub skb_read_len: u32,
+    /// Conntrack fields, for `CFG_CONNTRACK`.
+    pub ct: CtOffsets,
+}
+
+/// Where one direction's tuple fields are, counted from the start of
+/// `struct nf_conn` (`tuplehash[dir].tuple.…`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtTupleOffsets {
+    pub src_u3: u16,
+    pub src_u: u16,
+    pub l3num: u16,
+    pub dst_u3: u16,
+    pub dst_u: u16,
+    pub protonum: u16,
+}
+
+/// Offsets of the conntrack fields the programs read. `skb_nfct` is
+/// `OFFSET_NONE` when the kernel's BTF has no conntrack (the programs then
+/// never read an entry). The rest are in `struct nf_conn`, each with its
+/// whole field within the first `read_len` ≤ `CT_READ_MAX` bytes, hence
+/// `u16`s; `mark` and the zone are `CT_OFFSET_NONE` on kernels built
+/// without conntrack marks or zones.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtOffsets {
+    /// `sk_buff._nfct`.
+    pub skb_nfct: u32,
+    pub status: u16,
+    pub mark: u16,
+    pub zone_id: u16,
+    pub zone_dir: u16,
+    pub orig: CtTupleOffsets,
+    pub reply: CtTupleOffsets,
+    /// How many leading bytes of `struct nf_conn` the programs read, in one
+    /// go: up to the end of the last field above.
+    pub read_len: u16,
+    pub _pad: u16,
+}
+
+/// Most bytes of `struct nf_conn` read at once.
+pub const CT_READ_MAX: u32 = 256;
+
+/// An `nf_conn` field this kernel does not have.
+pub const CT_OFFSET_NONE: u16 = u16::MAX;
+
+impl CtOffsets {
+    const TUPLE_NONE: CtTupleOffsets = CtTupleOffsets {
+        src_u3: CT_OFFSET_NONE,
+        src_u: CT_OFFSET_NONE,
+        l3num: CT_OFFSET_NONE,
+        dst_u3: CT_OFFSET_NONE,
+        dst_u: CT_OFFSET_NONE,
+        protonum: CT_OFFSET_NONE,
+    };
+    /// No conntrack: the programs never read an entry.
+    pub const NONE: Self = Self {
+        skb_nfct: OFFSET_NONE,
+        status: CT_OFFSET_NONE,
+        mark: CT_OFFSET_NONE,
+        zone_id: CT_OFFSET_NONE,
+        zone_dir: CT_OFFSET_NONE,
+        orig: Self::TUPLE_NONE,
+        reply: Self::TUPLE_NONE,
+        read_len: 0,
+        _pad: 0,
+    };
 }
 
 /// Most bytes of `struct sk_buff` read at once.
@@ -51,6 +118,8 @@ pub const CFG_IFINDEX: u32 = 1 << 6;
 pub const CFG_PID: u32 = 1 << 7;
 /// Config flag: an skb expression is compiled in (`--filter-skb-expr`); call it.
 pub const CFG_SKB_EXPR: u32 = 1 << 8;
+/// Config flag: copy the skb's conntrack entry into its event (`FLAG_CT`).
+pub const CFG_CONNTRACK: u32 = 1 << 9;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,7 +144,10 @@ pub struct Config {
     pub filter_reads_l3: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 10 * 4);
+const _: () = assert!(core::mem::size_of::<CtTupleOffsets>() == 6 * 2);
+const _: () = assert!(core::mem::size_of::<CtOffsets>() == 4 + 4 * 2 + 2 * 6 * 2 + 2 * 2);
+const _: () = assert!(CT_READ_MAX < CT_OFFSET_NONE as u32);
+const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 40 + 10 * 4);
 
 impl Config {
     pub const fn zeroed() -> Self {
@@ -98,6 +170,7 @@ impl Config {
                 sk_net: 0,
                 net_inum: 0,
                 skb_read_len: 0,
+                ct: CtOffsets::NONE,
             },
             flags: 0,
             snaplen: 0,

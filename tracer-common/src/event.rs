@@ -31,6 +31,9 @@ pub const FLAG_TRACKED: u8 = 1 << 1;
 /// Event flag: the skb is freed at this probe (a drop or a free); its
 /// address may be reused by the next skb, so this event ends its story.
 pub const FLAG_FREED: u8 = 1 << 2;
+/// Event flag: the skb had a conntrack entry (or was marked untracked) and
+/// the record is an [`EventCt`]: a [`Ct`] block follows the event.
+pub const FLAG_CT: u8 = 1 << 3;
 
 /// One skb seen at one probe. Built in a per-CPU scratch slot, filtered, then
 /// copied whole into the ring buffer.
@@ -140,3 +143,92 @@ impl Event {
 #[cfg(feature = "user")]
 // SAFETY: repr(C), no padding (size asserted above), every bit pattern valid.
 unsafe impl aya::Pod for Event {}
+
+/// One direction of a conntrack entry, copied from the kernel's
+/// `struct nf_conntrack_tuple` field by field (offsets from BTF), so this
+/// layout is ours, not the kernel's. Multi-byte fields hold the kernel's
+/// bytes as loaded from memory: `to_ne_bytes()` gives them back in order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtTuple {
+    /// `src.u3` as four 32-bit words: an IPv4 address in the first, or an
+    /// IPv6 address (network byte order in memory).
+    pub src: [u32; 4],
+    /// `dst.u3`.
+    pub dst: [u32; 4],
+    /// `src.u.all`: a big-endian port, or the ICMP echo id.
+    pub src_u: u16,
+    /// `dst.u.all`: a big-endian port, or the ICMP type then code.
+    pub dst_u: u16,
+    /// `src.l3num`: `NFPROTO_IPV4` (2) or `NFPROTO_IPV6` (10).
+    pub l3num: u16,
+    /// `dst.protonum`: an `IPPROTO_*` number.
+    pub protonum: u8,
+    pub _pad: u8,
+}
+
+pub const CT_TUPLE_SIZE: usize = 40;
+const _: () = assert!(core::mem::size_of::<CtTuple>() == CT_TUPLE_SIZE);
+
+/// The conntrack entry attached to an skb (`skb->_nfct`), as the eBPF side
+/// read it. Only in records whose event has [`FLAG_CT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ct {
+    /// The `struct nf_conn` address (`_nfct & ~7`): a key for the flow in
+    /// its network namespace, both directions and across NAT. 0 when the
+    /// packet is marked untracked without an entry.
+    pub nf_conn: u64,
+    /// `nf_conn.status`: `enum ip_conntrack_status` bits.
+    pub status: u64,
+    /// `tuplehash[IP_CT_DIR_ORIGINAL].tuple`.
+    pub orig: CtTuple,
+    /// `tuplehash[IP_CT_DIR_REPLY].tuple`.
+    pub reply: CtTuple,
+    /// `nf_conn.mark`; 0 when the kernel has no conntrack marks.
+    pub mark: u32,
+    /// `nf_conn.zone.id`; 0 when the kernel has no zones.
+    pub zone: u16,
+    /// `nf_conn.zone.dir`: which directions the zone applies to.
+    pub zone_dir: u8,
+    /// `_nfct & 7`: an `enum ip_conntrack_info` value.
+    pub ctinfo: u8,
+}
+
+pub const CT_SIZE: usize = 16 + 2 * CT_TUPLE_SIZE + 8;
+const _: () = assert!(core::mem::size_of::<Ct>() == CT_SIZE);
+const _: () = assert!(core::mem::align_of::<Ct>() == 8);
+
+/// The ring-buffer record of an event with [`FLAG_CT`]. Events without it
+/// are sent as a bare [`Event`], so conntrack costs nothing in the ring
+/// buffer when it is off or the skb has no entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventCt {
+    pub event: Event,
+    pub ct: Ct,
+}
+
+pub const EVENT_CT_SIZE: usize = EVENT_SIZE + CT_SIZE;
+const _: () = assert!(core::mem::size_of::<EventCt>() == EVENT_CT_SIZE);
+const _: () = assert!(core::mem::offset_of!(EventCt, ct) == EVENT_SIZE);
+
+impl Ct {
+    pub const fn zeroed() -> Self {
+        const T: CtTuple = CtTuple { src: [0; 4], dst: [0; 4], src_u: 0, dst_u: 0, l3num: 0, protonum: 0, _pad: 0 };
+        Self { nf_conn: 0, status: 0, orig: T, reply: T, mark: 0, zone: 0, zone_dir: 0, ctinfo: 0 }
+    }
+
+    /// The conntrack block of a ring-buffer record: `None` when the event
+    /// has no [`FLAG_CT`] or the record is too short to hold the block.
+    #[cfg(feature = "user")]
+    pub fn from_record(bytes: &[u8]) -> Option<Self> {
+        let flags = *bytes.get(core::mem::offset_of!(Event, flags))?;
+        if flags & FLAG_CT == 0 || bytes.len() < EVENT_CT_SIZE {
+            return None;
+        }
+        // SAFETY: length checked above; Ct is plain data valid for any bit
+        // pattern, and read_unaligned copes with the ring buffer's alignment.
+        Some(unsafe { core::ptr::read_unaligned(bytes[EVENT_SIZE..].as_ptr().cast::<Self>()) })
+    }
+}

@@ -6,17 +6,17 @@ use core::ptr::read_volatile;
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        generated::{bpf_get_stackid, bpf_probe_read_kernel},
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::{bpf_get_current_comm, bpf_get_stackid, bpf_probe_read_kernel},
     },
 };
 use tracer_common::{
     Config, Event,
     config::{
-        CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_SKB_EXPR, CFG_STACK, CFG_TRACK_SKB,
-        OFFSET_NONE, SKB_READ_MAX,
+        CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_SKB_EXPR, CFG_STACK,
+        CFG_TRACK_SKB, CtOffsets, OFFSET_NONE, SKB_READ_MAX,
     },
-    event::{Capture, EVENT_SIZE, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
+    event::{Capture, EVENT_CT_SIZE, EVENT_SIZE, EventCt, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
 };
 
@@ -25,6 +25,7 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
 use crate::{
+    conntrack,
     filter::{skbtrace_filter_l2, skbtrace_filter_l3, skbtrace_filter_skb_expr},
     maps::{EVENTS, LOST, SCRATCH, SKB_COPY, STACKS, TRACKED},
 };
@@ -40,6 +41,23 @@ crate::names::check_map!(CONFIG, tracer_common::names::GLOBAL_CONFIG);
 pub fn config_flags() -> u32 {
     // SAFETY: CONFIG is a plain static the kernel never writes; volatile so that LLVM keeps the load user space patched.
     unsafe { read_volatile(&CONFIG.flags) }
+}
+
+/// The conntrack offsets, read from the configuration where they are used:
+/// `handle`'s copy of the configuration keeps every field it uses in a
+/// stack slot of its own, and these 19 would take 152 of the 512 bytes.
+#[inline(always)]
+pub fn ct_offsets() -> CtOffsets {
+    // SAFETY: CONFIG is plain data, read-only once loaded.
+    unsafe { read_volatile(&CONFIG.offsets.ct) }
+}
+
+/// `sk_buff._nfct`'s offset alone: an skb without an entry costs one load
+/// of it, not the 19 volatile loads of [`ct_offsets`].
+#[inline(always)]
+pub fn nfct_offset() -> u32 {
+    // SAFETY: CONFIG is plain data, read-only once loaded.
+    unsafe { read_volatile(&CONFIG.offsets.ct.skb_nfct) }
 }
 
 /// What a probe knows besides the skb.
@@ -67,8 +85,21 @@ fn read<T: Copy + Default>(base: u64, off: u32) -> T {
     if ret != 0 { T::default() } else { out }
 }
 
+/// Reads `dst.len()` bytes at `base + off` straight into `dst` (no copy on
+/// the stack); zeroes when the field is absent or unreadable.
+#[inline(always)]
+fn read_into<const N: usize>(dst: &mut [u8; N], base: u64, off: u32) {
+    if base == 0 || off == OFFSET_NONE {
+        *dst = [0; N];
+        return;
+    }
+    // SAFETY: writes N bytes into `dst`; the helper checks the source and
+    // zeroes `dst` when it cannot read it.
+    unsafe { bpf_probe_read_kernel(dst.as_mut_ptr().cast(), N as u32, (base + off as u64) as *const _) };
+}
+
 /// The first bytes of an skb, read once.
-struct SkbCopy {
+pub struct SkbCopy {
     bytes: *const u8,
     len: u32,
     skb: u64,
@@ -94,7 +125,7 @@ impl SkbCopy {
 
     /// A field at `off`, from the copy when it lies inside, else read.
     #[inline(always)]
-    fn field<T: Copy + Default>(&self, off: u32) -> T {
+    pub fn field<T: Copy + Default>(&self, off: u32) -> T {
         let size = core::mem::size_of::<T>() as u32;
         // The mask tells the verifier the offset's range.
         let o = off & (SKB_READ_MAX - 1);
@@ -134,7 +165,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         return false;
     };
     // SAFETY: `scratch` is this CPU's SCRATCH slot; programs do not migrate CPU while running, so nothing else uses it.
-    let ev: &mut Event = unsafe { &mut (*scratch).event };
+    let ev: &mut Event = unsafe { &mut (*scratch).record.event };
     let o = &cfg.offsets;
     // Whether there is a reason is settled here, into the event: carried to
     // the end in a register, it doubled the verifier's work on the
@@ -227,7 +258,10 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: bpf_get_smp_processor_id has no preconditions.
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
-    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    // Straight into the event (a returned array would take stack the
+    // programs have no room for); the helper zeroes it on failure.
+    // SAFETY: `comm` holds the 16 bytes the helper writes.
+    unsafe { bpf_get_current_comm(ev.comm.as_mut_ptr().cast(), ev.comm.len() as u32) };
     ev.protocol = sk_buff.field::<u16>(o.skb_protocol);
     ev.stack_id = if cfg.flags & CFG_STACK != 0 {
         // SAFETY: STACKS is a stack-trace map and `ctx` this program's context, as the helper requires.
@@ -235,6 +269,18 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     } else {
         -1
     };
+
+    // Last, so that filtered-out packets never pay for it; the block is sent
+    // only when the skb has an entry (see `EventCt`).
+    let with_ct = cfg.flags & CFG_CONNTRACK != 0
+        // SAFETY: the per-CPU slot is ours; `ct` and `nf_conn` are not `ev`.
+        && conntrack::fill(unsafe { &mut (*scratch).record.ct }, &sk_buff, unsafe {
+            (*scratch).nf_conn.as_mut_ptr()
+        });
+    if with_ct {
+        ev.flags |= FLAG_CT;
+    }
+    let size = if with_ct { EVENT_CT_SIZE } else { EVENT_SIZE };
 
     // `--output-skb` and friends: their record goes first (`skb_dump.rs`).
     if crate::skb_dump::wanted() != 0 {
@@ -246,9 +292,14 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     // mark, and above it once woken, its 50 ms timer drains the ring.
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let mark = cfg.wakeup_bytes as u64;
-    let flags =
-        if waiting < mark && waiting + EVENT_SIZE as u64 >= mark { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
-    if EVENTS.output::<Event>(&*ev, flags).is_err() {
+    let flags = if waiting < mark && waiting + size as u64 >= mark { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    let sent = if with_ct {
+        // SAFETY: `ev` is not used past this point; the record holds it.
+        EVENTS.output::<EventCt>(unsafe { &*(&raw const (*scratch).record) }, flags)
+    } else {
+        EVENTS.output::<Event>(&*ev, flags)
+    };
+    if sent.is_err() {
         // No skb pointer in the message: under tp_btf it is a trusted
         // pointer, and formatting it is pointer arithmetic the verifier refuses.
         aya_log_ebpf::debug!(ctx, "ring buffer full: an event was lost");
@@ -278,7 +329,7 @@ fn device_and_netns(ev: &mut Event, sk_buff: &SkbCopy, dev: u64, cfg: &Config, f
         return false;
     }
     ev.mtu = read::<u32>(dev, o.dev_mtu);
-    ev.ifname = read::<[u8; 16]>(dev, o.dev_name);
+    read_into(&mut ev.ifname, dev, o.dev_name);
     true
 }
 

@@ -68,7 +68,7 @@ fn main() -> io::Result<()> {
         let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, wanted);
         let started = Instant::now();
         for _ in 0..n {
-            printer.event(&resolver.resolve(black_box(ev)))?;
+            printer.event(&resolver.resolve(black_box(ev), None))?;
         }
         printer.flush()?;
         Ok(f64::from(n) / started.elapsed().as_secs_f64())

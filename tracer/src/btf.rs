@@ -2,6 +2,7 @@
 //! which functions and tracepoints take an skb and where, field offsets, and
 //! enum names (drop reasons). Nothing kernel-specific is compiled in.
 
+pub mod conntrack;
 pub mod ctype;
 mod reader;
 
@@ -15,7 +16,7 @@ use anyhow::{Context as _, anyhow};
 use reader::{
     Blob, KIND_ENUM, KIND_ENUM64, KIND_FUNC, KIND_FUNC_PROTO, KIND_PTR, KIND_STRUCT, KIND_TYPEDEF, KIND_UNION, Type,
 };
-use tracer_common::config::{OFFSET_NONE, Offsets, SKB_READ_MAX};
+use tracer_common::config::{CtOffsets, OFFSET_NONE, Offsets, SKB_READ_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 /// The running kernel's BTF directory: vmlinux and one file per loaded module.
@@ -237,6 +238,8 @@ impl KernelBtf {
             sk_net: opt("sock", "__sk_common.skc_net.net"),
             net_inum: opt("net", "ns.inum"),
             skb_read_len: self.struct_size("sk_buff").unwrap_or(0).min(SKB_READ_MAX),
+            // Off, not an error, without conntrack: `conntrack_offsets` says why.
+            ct: self.conntrack_offsets().unwrap_or(CtOffsets::NONE),
         })
     }
 

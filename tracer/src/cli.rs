@@ -113,6 +113,12 @@ pub struct Args {
     /// skb->dev->name == "eth0"'; checked against the kernel's BTF, run in the kernel.
     #[arg(long, value_name = "EXPR")]
     pub filter_skb_expr: Option<String>,
+    /// Only VXLAN and Geneve packets whose inner Ethernet frame matches this pcap expression.
+    #[arg(long, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l2: Option<String>,
+    /// Only VXLAN and Geneve packets whose inner IP packet matches this pcap expression.
+    #[arg(long, value_name = "EXPR")]
+    pub filter_tunnel_pcap_l3: Option<String>,
     /// Once an skb matched, keep tracing it through NAT and header rewrites until it is freed.
     #[arg(long)]
     pub filter_track_skb: bool,
@@ -126,6 +132,9 @@ pub struct Args {
     /// The TUPLE column (--output-tuple=false hides it).
     #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub output_tuple: bool,
+    /// Conntrack's entry for each skb (state, status bits such as SRC_NAT/DST_NAT, both tuples, zone, mark).
+    #[arg(long)]
+    pub output_ct: bool,
     /// TCP flags in the tuple, e.g. 10.0.0.1:80->10.0.0.2:4000(tcp:SYN|ACK).
     #[arg(long)]
     pub output_tcp_flags: bool,
@@ -184,6 +193,15 @@ pub struct Args {
     /// Also write the packets as pcap-ng to FILE ('-' for standard output).
     #[arg(long, value_name = "FILE")]
     pub output_pcap: Option<PathBuf>,
+    /// One story per packet instead of one line per event, printed when it ends, with a `verdict:` line.
+    #[arg(long)]
+    pub explain: bool,
+    /// --explain: a story with no event for DURATION ends (by the events' own clock) [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub explain_idle: Option<Duration>,
+    /// --explain: at most N stories open at once; the oldest is ended (and counted) to make room [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub explain_max_stories: Option<usize>,
     /// Timestamp column.
     #[arg(long, value_enum, default_value_t = Timestamp::None)]
     pub timestamp: Timestamp,
@@ -276,10 +294,6 @@ pub struct PwruNotYet {
     pub filter_trace_xdp: bool,
     #[arg(long, hide = true)]
     pub filter_track_bpf_helpers: bool,
-    #[arg(long, hide = true, value_name = "EXPR")]
-    pub filter_tunnel_pcap_l2: Option<String>,
-    #[arg(long, hide = true, value_name = "EXPR")]
-    pub filter_tunnel_pcap_l3: Option<String>,
     #[arg(long, hide = true, value_name = "N")]
     pub filter_kprobe_batch: Option<u64>,
     #[arg(long, hide = true, value_name = "EXPR")]
@@ -313,16 +327,6 @@ impl PwruNotYet {
             (self.filter_xdp_expr.is_some(), "--filter-xdp-expr", LATER_FENTRY),
             (self.output_xdp_metadata.is_some(), "--output-xdp-metadata", LATER_FENTRY),
             (self.output_bpfmap, "--output-bpfmap", LATER_FENTRY),
-            (
-                self.filter_tunnel_pcap_l2.is_some(),
-                "--filter-tunnel-pcap-l2",
-                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
-            ),
-            (
-                self.filter_tunnel_pcap_l3.is_some(),
-                "--filter-tunnel-pcap-l3",
-                "the pcap filter runs on the outer headers only; --output-tunnel shows the inner tuple",
-            ),
             (
                 self.filter_kprobe_batch.is_some(),
                 "--filter-kprobe-batch",

@@ -12,10 +12,11 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuHashMap, RingBuf, StackTraceMap};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{Event, names};
+use tracer_common::{Event, event::Ct, names};
 
 use crate::{
     command::Running,
+    filter::tunnel::TunnelFilter,
     loader::Loader,
     output::Consumers,
     resolve::Resolver,
@@ -51,6 +52,13 @@ impl Maps {
     }
 }
 
+/// What happens to each event between the ring and the consumers.
+pub struct Stages<'r, 'a> {
+    pub resolver: &'r mut Resolver<'a>,
+    /// Drops events whose tunnel's inner packet does not match.
+    pub tunnel_filter: Option<&'r TunnelFilter>,
+}
+
 /// When the loop ends, besides SIGINT and SIGTERM.
 pub struct Ending {
     /// After this many events (with a command: stop printing, and wait for it).
@@ -67,18 +75,27 @@ pub fn run(
     rt: &tokio::runtime::Runtime,
     stop: &mut Stop,
     maps: Maps,
-    resolver: &mut Resolver<'_>,
+    stages: Stages<'_, '_>,
     consumers: &mut Consumers,
     ending: Ending,
 ) -> anyhow::Result<RunSummary> {
+    let Stages { resolver, tunnel_filter } = stages;
     let Maps { ring, lost, mut logger, skb_out } = maps;
     let Ending { limit, duration, command } = ending;
     let (mut command, grace) = match command {
         Some((running, grace)) => (Some(running), grace),
         None => (None, Duration::ZERO),
     };
-    let mut state =
-        State { resolver, consumers, skb_out, tally: Tally::default(), short: 0, limit, command: command.is_some() };
+    let mut state = State {
+        resolver,
+        tunnel_filter,
+        consumers,
+        skb_out,
+        tally: Tally::default(),
+        short: 0,
+        limit,
+        command: command.is_some(),
+    };
     state.consumers.start()?;
     // SAFETY: the RingBuf owns its descriptor and lives inside the AsyncFd,
     // so the descriptor stays open for as long as it is registered.
@@ -184,6 +201,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct State<'r, 'a> {
     resolver: &'r mut Resolver<'a>,
+    tunnel_filter: Option<&'r TunnelFilter>,
     consumers: &'r mut Consumers,
     skb_out: Option<skb_out::reader::Reader>,
     tally: Tally,
@@ -212,12 +230,19 @@ impl State<'_, '_> {
                 self.short += 1;
                 continue;
             };
+            let ct = Ct::from_record(&item);
             drop(item);
-            if self.limit.is_some_and(|l| self.tally.events >= l) {
+            let skipped = self.tunnel_filter.is_some_and(|f| !f.accepts(raw.capture(), raw.packet()))
                 // Only with a command, which the loop waits for.
+                || self.limit.is_some_and(|l| self.tally.events >= l);
+            if skipped {
+                // Its record goes too, or SKB_OUT would fill up.
+                if let Some(reader) = &mut self.skb_out {
+                    reader.skip(&raw);
+                }
                 continue;
             }
-            let mut event = self.resolver.resolve(raw);
+            let mut event = self.resolver.resolve(raw, ct.as_ref());
             if let Some(reader) = &mut self.skb_out {
                 event.skb_fields = Some(Box::new(reader.fields_for(&event.raw)));
             }

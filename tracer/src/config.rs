@@ -11,7 +11,9 @@ use std::{
 
 use regex::Regex;
 use tracer_common::{
-    config::{CFG_CALLER, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB},
+    config::{
+        CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
+    },
     limits::{CLONING_ENTRIES, SNAPLEN_MAX, STACK_ENTRIES},
     skb_out::{DUMP_BYTES_MAX, DUMP_BYTES_MIN, METADATA_MAX},
 };
@@ -103,6 +105,8 @@ pub struct Filter {
     pub expression: Option<String>,
     /// `--filter-skb-expr`.
     pub skb_expr: Option<String>,
+    /// `--filter-tunnel-pcap-l2/l3`, run in user space on the inner headers.
+    pub tunnel: Option<filter::tunnel::TunnelFilter>,
     /// For packets whose bytes start at the MAC header.
     pub l2: filter::Compiled,
     /// For packets whose bytes start at the network header.
@@ -138,6 +142,46 @@ pub struct OutputSpec {
     pub rotation: Rotation,
     /// `--output-skb-metadata`, `--output-skb-cb`, `--output-skb`, `--output-skb-shared-info`.
     pub skb_out: SkbOutSpec,
+    /// `--explain`: stories instead of lines.
+    pub explain: Option<ExplainSpec>,
+}
+
+/// `--explain` and its bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExplainSpec {
+    /// A story with no event for this long (event time) ends.
+    pub idle: Duration,
+    /// Open stories at most; the oldest is evicted.
+    pub max_stories: usize,
+}
+
+impl ExplainSpec {
+    pub const IDLE_DEFAULT: Duration = Duration::from_secs(2);
+    pub const MAX_STORIES_DEFAULT: usize = 10_000;
+
+    /// From the flags; `--explain-*` without `--explain`, or no room for a story, is a usage error.
+    fn from_args(args: &Args) -> anyhow::Result<Option<Self>> {
+        if !args.explain {
+            for (given, flag) in [
+                (args.explain_idle.is_some(), "--explain-idle"),
+                (args.explain_max_stories.is_some(), "--explain-max-stories"),
+            ] {
+                if given {
+                    return Err(usage(format!("{flag} tunes --explain: add --explain")));
+                }
+            }
+            return Ok(None);
+        }
+        let max_stories = args.explain_max_stories.unwrap_or(Self::MAX_STORIES_DEFAULT);
+        if max_stories == 0 {
+            return Err(usage("--explain-max-stories must be at least 1"));
+        }
+        let idle = args.explain_idle.unwrap_or(Self::IDLE_DEFAULT);
+        if idle.is_zero() {
+            return Err(usage("--explain-idle must be longer than 0, e.g. 500ms"));
+        }
+        Ok(Some(Self { idle, max_stories }))
+    }
 }
 
 /// pwru's optional columns (text), and what the resolver adds for them.
@@ -155,11 +199,13 @@ pub struct Columns {
     pub netns_names: Option<usize>,
     /// `__sk_buff->cb[]` after the meta columns (`--output-skb-cb`, with meta only).
     pub cb: bool,
+    /// Conntrack's entry, after FUNC (`--output-ct`).
+    pub ct: bool,
 }
 
 impl Default for Columns {
     fn default() -> Self {
-        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None, cb: false }
+        Self { meta: true, tuple: true, tcp_flags: false, tunnel: false, netns_names: None, cb: false, ct: false }
     }
 }
 
@@ -213,6 +259,11 @@ impl Config {
         filter.skb_expr = args.filter_skb_expr.clone();
         let skb_out = skb_out_spec(&args)?;
         let skb_out_buf_bytes = skb_out.config().buffer_bytes();
+        filter.tunnel = filter::tunnel::TunnelFilter::compile(
+            args.filter_tunnel_pcap_l2.as_deref(),
+            args.filter_tunnel_pcap_l3.as_deref(),
+        )
+        .map_err(|e| usage(format!("--filter-tunnel-pcap-l2/l3: {e}")))?;
         let track = args.filter_track_skb;
         // Maps of options not asked for get one entry: the kernel allocates
         // hash and stack maps whole at creation (16k stacks are 17 MB).
@@ -230,6 +281,7 @@ impl Config {
             },
             skb_out_buf_bytes,
         };
+        let explain = ExplainSpec::from_args(&args)?;
         let output = OutputSpec {
             format: if args.output_json { Format::Json } else { Format::Text },
             file: args.output_file,
@@ -245,6 +297,7 @@ impl Config {
                 // pwru's floor for the width.
                 netns_names: args.output_netns_names.then_some(args.netns_names_max_length.max(10)),
                 cb: args.output_skb_cb,
+                ct: args.output_ct,
             },
             rotation: Rotation::pwru(
                 args.output_file_max_size,
@@ -253,6 +306,7 @@ impl Config {
                 args.output_file_compress,
             ),
             skb_out,
+            explain,
         };
         Ok(Self {
             task: if let Some(kind) = args.generate {
@@ -359,6 +413,8 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
         (args.filter_track_skb, CFG_TRACK_SKB),
         (args.output_stack, CFG_STACK),
         (args.output_caller, CFG_CALLER),
+        // Explain always reads conntrack: the stories show it.
+        (args.output_ct || args.explain, CFG_CONNTRACK),
     ] {
         if on {
             kernel.flags |= flag;
@@ -402,7 +458,7 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
 fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
     let Some(expr) = expression else {
         let all = filter::Compiled { insns: filter::match_all(), reads: 0 };
-        return Ok(Filter { expression: None, skb_expr: None, l2: all.clone(), l3: all });
+        return Ok(Filter { expression: None, skb_expr: None, tunnel: None, l2: all.clone(), l3: all });
     };
     // The filter may read the event's whole packet buffer; how much of it is
     // valid (what the kernel copied) is passed at run time.
@@ -411,7 +467,7 @@ fn compile_filter(expression: Option<String>) -> anyhow::Result<Filter> {
         let more = if shown.len() < expr.len() { "…" } else { "" };
         usage(format!("{e}\n  in expression: {shown}{more}"))
     })?;
-    Ok(Filter { expression: Some(expr), skb_expr: None, l2, l3 })
+    Ok(Filter { expression: Some(expr), skb_expr: None, tunnel: None, l2, l3 })
 }
 
 fn parse_u32(s: &str) -> Option<u32> {

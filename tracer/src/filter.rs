@@ -19,6 +19,7 @@ mod pcap;
 pub mod skb_expr;
 #[cfg(test)]
 mod tests;
+pub mod tunnel;
 
 use std::fmt;
 

@@ -9,6 +9,7 @@
 //! - `collect`: the ring buffer drained into events, until a stop.
 //! - `resolve`, `packet`: events given names (function, drop reason, process, stack) and tuples.
 //! - `output`: the consumers (text, JSON, pcap-ng, summary), and `summary`: what a run saw.
+//! - `explain`: `--explain`, a consumer that tells each packet's story and its verdict.
 
 /// What `skbtrace --version` prints after the name: the package version and
 /// the commit it was built from (`unknown` outside a git checkout).
@@ -30,7 +31,9 @@ pub mod cli;
 pub mod collect;
 pub mod command;
 pub mod config;
+pub mod conntrack;
 pub mod decode;
+pub mod explain;
 pub mod filter;
 pub mod generate;
 pub mod ksym;

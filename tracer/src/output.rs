@@ -30,6 +30,10 @@ pub trait Consumer {
     fn event(&mut self, e: &TraceEvent) -> io::Result<()>;
     /// After each batch of events: what is buffered goes out.
     fn flush(&mut self) -> io::Result<()>;
+    /// Before `finish`: end what is still open and add it to the summary.
+    fn close(&mut self, _summary: &mut RunSummary) -> io::Result<()> {
+        Ok(())
+    }
     /// At the end, once everything is detached.
     fn finish(&mut self, _summary: &RunSummary) -> io::Result<()> {
         self.flush()
@@ -56,6 +60,19 @@ impl Consumers {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|c| c.flush())
+    }
+
+    /// Every consumer closes, even after another failed; the first failure is returned.
+    pub fn close(&mut self, summary: &mut RunSummary) -> io::Result<()> {
+        let mut first = Ok(());
+        for c in &mut self.0 {
+            if let Err(e) = c.close(summary)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 
     /// Every consumer finishes, even after another failed (a closed
@@ -93,7 +110,15 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
         None if io::stdout().is_terminal() => Some(Box::new(io::LineWriter::new(io::stdout()))),
         None => Some(Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout()))),
     };
-    if let Some(out) = text_out {
+    // --explain tells stories where lines would go; with pcap-ng on standard
+    // output they have no place, as lines have none, but the verdicts still go
+    // into the packet comments and the summary.
+    let notes = crate::explain::VerdictNotes::default();
+    if let Some(explain) = spec.explain {
+        let out = text_out.unwrap_or_else(|| Box::new(io::sink()));
+        let env = Box::new(crate::explain::evidence::Host::default());
+        consumers.push(Box::new(crate::explain::Explainer::new(out, spec.format, explain, env, notes.clone())));
+    } else if let Some(out) = text_out {
         consumers.push(match spec.format {
             Format::Json => Box::new(json::JsonPrinter::new(out)),
             Format::Text => Box::new(text::TextPrinter::new(out, spec.timestamp, spec.columns)),
@@ -106,7 +131,11 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
             Box::new(io::BufWriter::with_capacity(1 << 16, open_file(path, "--output-pcap")?))
         };
         let writer = pcapng::PcapngWriter::new(out, spec.snaplen)?;
-        consumers.push(Box::new(pcapng::PcapConsumer::new(writer, boot_offset_ns)));
+        let mut pcap = pcapng::PcapConsumer::new(writer, boot_offset_ns);
+        if spec.explain.is_some() {
+            pcap = pcap.with_verdicts(notes);
+        }
+        consumers.push(Box::new(pcap));
     }
     if let Some(path) = summary_file {
         consumers.push(Box::new(SummaryFile(Some(open_file(path, "--summary-file")?))));
@@ -321,6 +350,7 @@ mod tests {
             netns_name: None,
             tunnel: None,
             skb_fields: None,
+            ct: None,
         }
     }
 
@@ -411,6 +441,7 @@ mod tests {
             "len",
             "tuple",
             "tunnel",
+            "ct",
             "func",
             "func_column",
             "drop_reason",

@@ -8,11 +8,13 @@ use std::{collections::HashMap, sync::Arc};
 use aya::maps::{MapData, StackTraceMap};
 use tracer_common::{
     Event,
+    event::Ct,
     event::{FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
 };
 
 use crate::{
     cli::Timestamp,
+    conntrack::{Conntrack, CtNames},
     decode::{self, Tuple, tunnel::Tunnel},
     ksym::Kallsyms,
     netns::names::NetnsNames,
@@ -46,6 +48,9 @@ pub struct TraceEvent {
     /// `--output-skb-metadata`, `--output-skb-cb`, `--output-skb`,
     /// `--output-skb-shared-info`; set by `collect` when one is given.
     pub skb_fields: Option<Box<SkbFields>>,
+    /// Conntrack's entry for the skb, when one is attached and conntrack is
+    /// read (`--output-ct`, `--explain`).
+    pub ct: Option<Conntrack>,
 }
 
 /// A drop: the kernel's reason and where it happened.
@@ -207,6 +212,8 @@ pub struct Resolver<'a> {
     /// `--timestamp relative`: each live skb's previous event.
     last_seen: HashMap<u64, u64>,
     netns_names: Option<(NetnsNames, NamesByInode)>,
+    /// Conntrack's enum names, when conntrack is read.
+    ct_names: Option<CtNames>,
 }
 
 /// Netns names as the events carry them, or `None` for a nameless netns.
@@ -236,14 +243,22 @@ impl<'a> Resolver<'a> {
             boot_offset_ns: boot_offset_ns(),
             last_seen: HashMap::new(),
             netns_names: wanted.netns_names.then(|| (NetnsNames::scan(), HashMap::new())),
+            ct_names: None,
         }
+    }
+
+    /// Decodes the events' conntrack blocks with these names.
+    pub fn with_conntrack(mut self, names: CtNames) -> Self {
+        self.ct_names = Some(names);
+        self
     }
 
     pub fn boot_offset_ns(&self) -> i128 {
         self.boot_offset_ns
     }
 
-    pub fn resolve(&mut self, raw: Event) -> TraceEvent {
+    /// `ct`: the record's conntrack block, when it has one.
+    pub fn resolve(&mut self, raw: Event, ct: Option<&Ct>) -> TraceEvent {
         let func = if raw.func_ip != 0 {
             self.symbol(raw.func_ip)
         } else {
@@ -263,7 +278,8 @@ impl<'a> Resolver<'a> {
         let process = self.process(raw.pid, &raw.comm);
         let netns_name = self.netns_name(raw.netns);
         let tunnel = if self.wanted.tunnel { decode::tunnel(raw.capture(), raw.packet()) } else { None };
-        TraceEvent { raw, func, drop, caller, process, tuple, stack, time, netns_name, tunnel, skb_fields: None }
+        let ct = ct.zip(self.ct_names.as_ref()).map(|(ct, names)| Conntrack::decode(ct, names));
+        TraceEvent { raw, func, drop, caller, process, tuple, stack, time, netns_name, tunnel, ct, skb_fields: None }
     }
 
     /// A probe as the LOST map keys it: the function's address (kprobes)
@@ -357,7 +373,7 @@ mod tests {
         let mut res = resolver(&k, &r, Timestamp::Relative);
         let times: Vec<_> = [at(1, 100, 0), at(2, 150, 0), at(1, 175, 0), at(1, 200, FLAG_FREED), at(1, 300, 0)]
             .into_iter()
-            .map(|ev| res.resolve(ev).time)
+            .map(|ev| res.resolve(ev, None).time)
             .collect();
         // Its first event, another skb's, 75 after its first, 25 after that and
         // freed; then the address again, a new skb.
@@ -368,10 +384,10 @@ mod tests {
     #[test]
     fn current_is_kernel_time_and_absolute_adds_the_wall_clock() {
         let (k, r) = (Kallsyms::parse(""), DropReasons::from_names([]));
-        assert_eq!(resolver(&k, &r, Timestamp::Current).resolve(at(1, 7, 0)).time, Some(Time::Kernel(7)));
+        assert_eq!(resolver(&k, &r, Timestamp::Current).resolve(at(1, 7, 0), None).time, Some(Time::Kernel(7)));
         let mut abs = resolver(&k, &r, Timestamp::Absolute);
-        let Some(Time::Absolute { wall_ns, ktime_ns: 7 }) = abs.resolve(at(1, 7, 0)).time else { panic!() };
+        let Some(Time::Absolute { wall_ns, ktime_ns: 7 }) = abs.resolve(at(1, 7, 0), None).time else { panic!() };
         assert_eq!(wall_ns, 7 + abs.boot_offset_ns());
-        assert_eq!(resolver(&k, &r, Timestamp::None).resolve(at(1, 7, 0)).time, None);
+        assert_eq!(resolver(&k, &r, Timestamp::None).resolve(at(1, 7, 0), None).time, None);
     }
 }

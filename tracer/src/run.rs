@@ -6,7 +6,7 @@
 use std::{collections::HashSet, io::Write as _, os::fd::AsRawFd as _, thread::JoinHandle, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use tracer_common::config::CFG_SKB_EXPR;
+use tracer_common::config::{CFG_CONNTRACK, CFG_SKB_EXPR};
 
 use crate::{
     assertions,
@@ -16,6 +16,7 @@ use crate::{
     command::AfterStart,
     config::usage,
     config::{Config, Kmods, ProbeSpec, Task},
+    conntrack::CtNames,
     filter::{self, skb_expr::SkbExprError},
     ksym,
     loader::{Filters, Loader, Programs},
@@ -118,6 +119,7 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     // What the event loop needs is ready before the ready file says so
     // (events that wait unread make the eBPF side wake us harder).
     let reasons = DropReasons::from_btf(&kernel.btf);
+    let ct_names = (cfg.kernel.flags & CFG_CONNTRACK != 0).then(|| CtNames::from_btf(&kernel.btf));
     cfg.assertions.validate(&reasons)?;
     let skb_out = skb_out::compile(&cfg.output.skb_out, &kernel.btf)?;
     let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &skb_out, &mut stop)?;
@@ -146,7 +148,11 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
         let collected = kallsyms.get().and_then(|kallsyms| {
             let mut resolver =
                 Resolver::new(kallsyms, &attached.probes, &reasons, stacks, resolve::Wanted::of(&cfg.output));
-            collect::run(&rt, &mut stop, maps, &mut resolver, &mut consumers, ending)
+            if let Some(names) = ct_names {
+                resolver = resolver.with_conntrack(names);
+            }
+            let stages = collect::Stages { resolver: &mut resolver, tunnel_filter: cfg.filter.tunnel.as_ref() };
+            collect::run(&rt, &mut stop, maps, stages, &mut consumers, ending)
         });
         match collected {
             Err(e) if started => return Err(e.context(AfterStart)),
@@ -161,7 +167,10 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     summary.detached = attached.detach();
     summary.detach_seconds = detach_started.elapsed().as_secs_f64();
     assertions::judge(&cfg.assertions, &mut summary);
-    let finished = consumers.finish(&summary);
+    // Open stories end (adding their verdicts) before anyone prints the summary;
+    // every consumer still finishes if that failed.
+    let closed = consumers.close(&mut summary);
+    let finished = closed.and(consumers.finish(&summary));
     match finished {
         Err(e) if summary.command.is_some() => Err(anyhow::Error::from(e).context(AfterStart)),
         other => other.map(|()| summary).map_err(Into::into),
@@ -209,6 +218,11 @@ fn attach(
 fn load(cfg: &Config, kernel: &Kernel, skb_out: &skb_out::Compiled) -> anyhow::Result<Loader> {
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = kernel.btf.offsets()?;
+    if kernel_cfg.flags & CFG_CONNTRACK != 0
+        && let Err(why) = kernel.btf.conntrack_offsets()
+    {
+        note!("conntrack is not read: {why}");
+    }
     kernel_cfg.wakeup_bytes = cfg.maps.ring_bytes / 16;
     kernel_cfg.filter_reads_l2 = cfg.filter.l2.reads;
     kernel_cfg.filter_reads_l3 = cfg.filter.l3.reads;

@@ -53,6 +53,18 @@ pub struct RunSummary {
     pub assertions: Vec<crate::assertions::Outcome>,
     /// What skbtrace exits with.
     pub exit_code: u8,
+    /// `--explain`: stories per verdict rule, most first (empty without it).
+    pub verdicts: Vec<VerdictCount>,
+    /// `--explain`: stories ended early because --explain-max-stories were open.
+    pub stories_evicted: u64,
+}
+
+/// Stories that got one verdict rule, with the first one's sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerdictCount {
+    pub rule: String,
+    pub count: u64,
+    pub first: String,
 }
 
 /// The command run under trace, and how it ended.
@@ -134,6 +146,15 @@ impl RunSummary {
                 d.netns,
                 if d.ifname.is_empty() { "no device" } else { &d.ifname },
                 if d.tuple.is_empty() { "no tuple" } else { &d.tuple }
+            ));
+        }
+        for v in &self.verdicts {
+            lines.push(format!("verdict {}: {} stories (first: {})", v.rule, v.count, v.first));
+        }
+        if self.stories_evicted > 0 {
+            lines.push(format!(
+                "{} stories ended early: --explain-max-stories were open (raise it, or narrow the filter)",
+                self.stories_evicted
             ));
         }
         if let Some(c) = &self.command {

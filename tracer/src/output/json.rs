@@ -150,6 +150,8 @@ impl<W: Write> Consumer for JsonPrinter<W> {
                 r#"{"kind":"","vni":0,"saddr":"","daddr":"","sport":0,"dport":0,"proto":"","tcp_flags":""}"#
             )),
         }
+        out.push_str(key!("ct"));
+        crate::conntrack::json::push(out, e.ct.as_ref());
         str(out, key!("func"), &e.func);
         out.push_str(key!("func_column"));
         out.push('"');

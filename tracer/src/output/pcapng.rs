@@ -215,17 +215,31 @@ fn serialize_error(err: impl std::fmt::Display) -> io::Error {
 pub struct PcapConsumer<W: Write> {
     writer: PcapngWriter<W>,
     boot_offset_ns: u64,
+    /// `--explain`: the verdict of a story that ended at this event.
+    verdicts: Option<crate::explain::VerdictNotes>,
 }
 
 impl<W: Write> PcapConsumer<W> {
     pub fn new(writer: PcapngWriter<W>, boot_offset_ns: i128) -> Self {
-        Self { writer, boot_offset_ns: boot_offset_ns as u64 }
+        Self { writer, boot_offset_ns: boot_offset_ns as u64, verdicts: None }
+    }
+
+    /// The packet that ends a story gets its verdict in the comment
+    /// (` verdict: …`); the explain consumer must run before this one.
+    pub fn with_verdicts(mut self, notes: crate::explain::VerdictNotes) -> Self {
+        self.verdicts = Some(notes);
+        self
     }
 }
 
 impl<W: Write> super::Consumer for PcapConsumer<W> {
     fn event(&mut self, e: &crate::resolve::TraceEvent) -> io::Result<()> {
-        self.writer.write_event(&e.raw, self.boot_offset_ns, &super::pcap_comment(e))
+        let mut comment = super::pcap_comment(e);
+        if let Some(v) = self.verdicts.as_ref().and_then(|n| n.for_event(e)) {
+            comment.push_str(" verdict: ");
+            comment.push_str(&v);
+        }
+        self.writer.write_event(&e.raw, self.boot_offset_ns, &comment)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -202,6 +202,15 @@ impl<W: Write> Consumer for TextPrinter<W> {
         if let Some(fields) = &e.skb_fields {
             skb_fields::push_metadata(line, fields);
         }
+        if c.ct {
+            // The Display form is several words, always last but the tunnel.
+            match &e.ct {
+                Some(ct) => {
+                    let _ = write!(line, " {ct}");
+                }
+                None => line.push_str(" ct=none"),
+            }
+        }
         if c.tunnel {
             line.push(' ');
             match &e.tunnel {

@@ -48,8 +48,20 @@ impl<R: Records> Reader<R> {
 
     /// The fields of `ev`, from its record.
     pub fn fields_for(&mut self, ev: &Event) -> SkbFields {
+        self.find(ev).unwrap_or_else(|| {
+            self.missing += 1;
+            self.decoder.empty()
+        })
+    }
+
+    /// Reads past the record of `ev`, an event that is not printed.
+    pub fn skip(&mut self, ev: &Event) {
+        self.find(ev);
+    }
+
+    fn find(&mut self, ev: &Event) -> Option<SkbFields> {
         if let Some(found) = self.take_waiting(ev) {
-            return found;
+            return Some(found);
         }
         let decoder = &self.decoder;
         while let Some(record) =
@@ -57,7 +69,7 @@ impl<R: Records> Reader<R> {
         {
             let Some((header, fields)) = record else { continue };
             if (header.cpu, header.ktime_ns, header.skb) == (ev.cpu, ev.ktime_ns, ev.skb) {
-                return fields;
+                return Some(fields);
             }
             let queue = self.waiting.entry(header.cpu).or_default();
             if queue.len() >= WAITING_MAX {
@@ -69,8 +81,7 @@ impl<R: Records> Reader<R> {
                 break;
             }
         }
-        self.missing += 1;
-        self.decoder.empty()
+        None
     }
 
     /// `ev`'s record among those read already; older ones of its CPU go, their
