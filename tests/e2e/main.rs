@@ -4,6 +4,7 @@
 //! kernels with kprobes; the other modules run on this host only.
 
 mod cli;
+mod clock;
 mod dist;
 mod explain;
 mod output;
