@@ -10,6 +10,7 @@ mod explain;
 mod output;
 mod pcap;
 mod pwru_flags;
+mod rotation;
 mod scenarios;
 mod signals;
 mod skbtrace;
