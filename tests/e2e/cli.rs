@@ -155,7 +155,7 @@ fn readme_github_actions_example_runs() -> anyhow::Result<()> {
         .context("no path in the README's upload-artifact step")?;
     for flag in ["--summary-file", "--output-file"] {
         let name = flag_value(&command, flag).unwrap_or_default();
-        ensure!(glob(&pattern, &name), "the upload step's {pattern} does not take {flag} {name}");
+        ensure!(glob(pattern, &name), "the upload step's {pattern} does not take {flag} {name}");
     }
     Ok(())
 }
