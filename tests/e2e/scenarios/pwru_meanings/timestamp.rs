@@ -62,7 +62,8 @@ fn relative_is_per_skb_and_0_on_its_first_event() -> anyhow::Result<()> {
     }
     let ns = Netns::new("tsr")?;
     let port = 4012;
-    let tracer = start(&ns, &["--timestamp", "relative", "--output-json"])?;
+    // With kprobes, where skbs are freed too: their addresses are reused.
+    let tracer = in_netns(&ns, &["kfree_skbmem"]).args(["--timestamp", "relative", "--output-json"]).start()?;
     ns.send_udp("127.0.0.1", port, "first")?;
     ns.send_udp("127.0.0.1", port, "second")?;
     let done = stopped(tracer)?;
@@ -74,7 +75,9 @@ fn relative_is_per_skb_and_0_on_its_first_event() -> anyhow::Result<()> {
     let mut firsts = 0;
     let mut interleaved = false;
     let mut previous_skb = "";
-    // Datagrams begun: skbs to the port seen for the first time.
+    // Skbs to the port seen for the first time. (With kprobes an skb may
+    // reuse the address of one whose free went unseen, whose clock it then
+    // continues, as pwru's does.)
     let mut datagrams = 0;
     for e in &events {
         let skb = e["skb"].as_str().context("skb")?;
@@ -103,8 +106,7 @@ fn relative_is_per_skb_and_0_on_its_first_event() -> anyhow::Result<()> {
         }
         previous_skb = skb;
     }
-    ensure!(datagrams >= 2, "the two datagrams were not seen as two skbs:\n{}", done.stdout);
-    ensure!(firsts >= 2, "fewer than two first events (timestamp 0):\n{}", done.stdout);
+    ensure!(datagrams >= 1 && firsts >= 2, "fewer than two skbs' first events (timestamp 0):\n{}", done.stdout);
     ensure!(
         interleaved,
         "no skb had an event between two of another's; nothing told per-skb from global:\n{}",
