@@ -203,3 +203,20 @@ fn glob_matches_as_the_upload_step_does() {
     assert!(!glob("skbtrace*.json*", "skbtrace.txt"));
     assert!(!glob("skbtrace*.json*", "trace.json"));
 }
+
+/// `--help` says what each `--timestamp` mode prints, with pwru's meanings
+/// (and skbtrace's output): `current` the kernel's ns, `relative` per skb,
+/// `absolute` the local date and time.
+#[test]
+fn help_describes_timestamp_modes_as_they_print() {
+    let out = skbtrace::run(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    let says = |mode: &str| -> String {
+        let prefix = format!("- {mode}:");
+        help.lines().find_map(|l| l.trim().strip_prefix(&prefix)).map(|d| d.trim().to_lowercase()).unwrap_or_default()
+    };
+    let (current, relative, absolute) = (says("current"), says("relative"), says("absolute"));
+    assert!(current.contains("kernel") && !current.contains("wall"), "--timestamp current: {current:?}");
+    assert!(relative.contains("skb"), "--timestamp relative is per skb: {relative:?}");
+    assert!(absolute.contains("local") || absolute.contains("date"), "--timestamp absolute: {absolute:?}");
+}
