@@ -1,13 +1,36 @@
 //! `cargo xtask dist`: the folder people install from, checked as they would
 //! check it. The first run builds a static release (minutes); later runs
-//! reuse it and the cached static libpcap (about a second).
+//! reuse it and the cached static libpcap (about a second). The VM tests
+//! (`vm.rs`) run the scenarios with the binary from this folder.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use object::read::elf::{Dyn as _, ElfFile64, ProgramHeader as _};
+
+/// The dist folder, built once per run of this test binary (the dist test
+/// and both VM tests share it).
+pub fn folder() -> &'static Path {
+    static FOLDER: OnceLock<PathBuf> = OnceLock::new();
+    FOLDER.get_or_init(dist)
+}
+
+/// The folder's skbtrace, checked to be static, and its SHA-256 as the
+/// folder's `SHA256SUMS` lists it.
+pub fn static_binary() -> (PathBuf, String) {
+    let folder = folder();
+    let bin = folder.join("skbtrace");
+    assert_static(&bin);
+    let sums = std::fs::read_to_string(folder.join("SHA256SUMS")).expect("reading the dist folder's SHA256SUMS");
+    let sum = sums
+        .lines()
+        .find_map(|l| l.strip_suffix("  skbtrace"))
+        .unwrap_or_else(|| panic!("SHA256SUMS lists no skbtrace:\n{sums}"));
+    (bin, sum.to_owned())
+}
 
 /// Runs `cargo xtask dist` and returns the folder it printed.
 fn dist() -> PathBuf {
@@ -71,7 +94,7 @@ fn assert_checksums(dir: &Path, file: &str) {
 
 #[test]
 fn dist_folder_holds_a_static_binary_completions_man_page_and_checksums() {
-    let folder = dist();
+    let folder = folder();
     let bin = folder.join("skbtrace");
     assert_static(&bin);
 
@@ -101,7 +124,7 @@ fn dist_folder_holds_a_static_binary_completions_man_page_and_checksums() {
         assert!(man.contains(&flag.replace('-', "\\-")), "the man page does not describe {flag}");
     }
 
-    assert_checksums(&folder, "SHA256SUMS");
+    assert_checksums(folder, "SHA256SUMS");
     let name = folder.file_name().and_then(|n| n.to_str()).expect("the folder has a name");
     let dist_dir = folder.parent().expect("the folder has a parent");
     assert_checksums(dist_dir, &format!("{name}.tar.gz.sha256"));

@@ -4,11 +4,13 @@
 //! kernels with kprobes; the other modules run on this host only.
 
 mod cli;
+mod clock;
 mod dist;
 mod explain;
 mod output;
 mod pcap;
 mod pwru_flags;
+mod rotation;
 mod scenarios;
 mod signals;
 mod skb_fields;

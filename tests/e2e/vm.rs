@@ -2,6 +2,9 @@
 //! (this host's kernel has no kprobes), as aya runs its integration tests:
 //! this very test binary is copied into the VM and runs `scenarios::` there
 //! (tests/vm/e2e.sh), expecting kprobes on 6.1 and kprobe-multi on 6.12.
+//! The skbtrace there is the one users install: the static binary of
+//! `cargo xtask dist` (`dist.rs`), with no library copied next to it; the
+//! guest prints its checksum, which must be the dist folder's.
 
 use std::{path::Path, process::Command, sync::Mutex, time::Duration};
 
@@ -12,7 +15,7 @@ use testkit::{
     vm::{self, Kernel, VmOptions},
 };
 
-use crate::skbtrace;
+use crate::{dist, skbtrace};
 
 /// Two TCG VMs on two cores are slower than one after the other.
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -41,9 +44,12 @@ fn scenarios_in_vm(kernel: Kernel, backend: Backend) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("finding the test binary")?;
     let names = scenario_names(&binary)?;
     let binary_name = binary.file_name().context("the test binary has no name")?.to_string_lossy().into_owned();
-    let mut opts = VmOptions::new(kernel, skbtrace::bin(), testkit::workspace_root().join("tests/vm/e2e.sh"));
+    let (dist_bin, dist_sum) = dist::static_binary();
+    let mut opts = VmOptions::new(kernel, dist_bin, testkit::workspace_root().join("tests/vm/e2e.sh"));
     opts.args = vec![backend.to_string(), binary_name, SCENARIOS.to_owned()];
     opts.copy = vec![binary, skbtrace::udpsend()];
+    // For the VXLAN scenario (output_tunnel_shows_the_vxlan_inner_tuple).
+    opts.modules = vec!["vxlan".to_owned()];
     opts.timeout = Duration::from_secs(1800);
     let out = vm::run(&opts).with_context(|| format!("the {kernel} VM failed"))?;
 
@@ -53,6 +59,13 @@ fn scenarios_in_vm(kernel: Kernel, backend: Backend) -> anyhow::Result<()> {
         .map(String::as_str)
         .filter(|name| !out.output.lines().any(|l| l.trim_end() == format!("test {name} ... ok")))
         .collect();
+    // e2e.sh's first line: `sha256sum /usr/local/bin/skbtrace`.
+    let ran = format!("{dist_sum}  /usr/local/bin/skbtrace");
+    ensure!(
+        out.output.lines().any(|l| l.trim_end() == ran),
+        "the VM did not run the dist binary ({dist_sum}):\n{}",
+        out.output
+    );
     ensure!(
         out.success() && missing.is_empty(),
         "the scenarios failed in the {kernel} VM (exit status {}; did not pass: {missing:?}):\n{}",
