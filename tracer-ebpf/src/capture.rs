@@ -354,9 +354,14 @@ impl Packet {
         let network: u16 = sk_buff.field(o.skb_network_header);
         let tail: u32 = sk_buff.field(o.skb_tail);
         let data: u64 = sk_buff.field(o.skb_data);
-        let (offset, capture) = if mac != u16::MAX {
+        let has_network = network != u16::MAX && network != 0;
+        // The MAC header only when it comes before the network header: after
+        // a tunnel's encapsulation (until the device's transmit resets it) it
+        // still points at the inner frame, and a device without a link
+        // header leaves it equal to the network header.
+        let (offset, capture) = if mac != u16::MAX && (!has_network || mac < network) {
             (mac as u32, Capture::Mac)
-        } else if network != u16::MAX && network != 0 {
+        } else if has_network {
             (network as u32, Capture::Network)
         } else {
             return Self::NONE;

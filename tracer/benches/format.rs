@@ -1,23 +1,25 @@
 //! Resolve + decode + format throughput on one core, for `cargo xtask bench`
 //! (which pins it to a CPU): `cargo bench -p tracer --bench format` prints
-//! one JSON line, `{"decode": …, "text": …, "json": …}`, in events/s.
-//! `BENCH_EVENTS` sets how many events each measurement formats.
+//! one JSON line, `{"decode": …, "text": …, "json": …, "explain": …,
+//! "explain_rss_mib": …}`: events/s, then the memory 100,000 open explain
+//! stories take. `BENCH_EVENTS` sets how many events each measurement formats.
 
 use std::{hint::black_box, io, time::Instant};
 
 use etherparse::PacketBuilder;
 use tracer::{
     cli::Timestamp,
-    config::Columns,
+    config::{Columns, ExplainSpec, Format},
     decode,
+    explain::{Explainer, VerdictNotes, evidence},
     ksym::Kallsyms,
     output::{Consumer, json::JsonPrinter, text::TextPrinter},
     probes::Probe,
-    resolve::{DropReasons, Resolver, Wanted},
+    resolve::{DropReasons, Resolver, TraceEvent, Wanted},
 };
 use tracer_common::{
     Event,
-    event::{Capture, FLAG_HAS_REASON},
+    event::{Capture, FLAG_FREED, FLAG_HAS_REASON},
 };
 
 /// A drop of a UDP datagram on loopback, as the tracepoint backend sends it.
@@ -63,8 +65,8 @@ fn main() -> io::Result<()> {
     let decode = f64::from(n) / started.elapsed().as_secs_f64();
     black_box(ports);
 
+    let wanted = Wanted { timestamp: Timestamp::None, netns_names: false, tunnel: false };
     let rate = |printer: &mut dyn Consumer| -> io::Result<f64> {
-        let wanted = Wanted { timestamp: Timestamp::None, netns_names: false, tunnel: false };
         let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, wanted);
         let started = Instant::now();
         for _ in 0..n {
@@ -75,6 +77,67 @@ fn main() -> io::Result<()> {
     };
     let text = rate(&mut TextPrinter::new(io::BufWriter::new(io::sink()), Timestamp::None, Columns::default()))?;
     let json = rate(&mut JsonPrinter::new(io::BufWriter::new(io::sink())))?;
-    println!(r#"{{"decode":{decode:.0},"text":{text:.0},"json":{json:.0}}}"#);
+
+    // Explain: packets of four events (three on the way, then a drop that
+    // ends the story and is judged), each its own skb.
+    let mut resolver = Resolver::new(&kallsyms, &probes, &reasons, None, wanted);
+    let mut path = ev;
+    path.flags = 0;
+    let packets: Vec<[TraceEvent; 4]> = (0..1024u64)
+        .map(|i| {
+            let mut step = |flags, at: u64| {
+                let mut raw = if flags == 0 { path } else { ev };
+                raw.skb = 0xffff_8881_0000_0000 + i * 0x100;
+                raw.ktime_ns = i * 1000 + at;
+                raw.flags |= flags;
+                resolver.resolve(raw, None)
+            };
+            [step(0, 1), step(0, 2), step(0, 3), step(FLAG_FREED, 4)]
+        })
+        .collect();
+    let mut flowing = explainer(100_000);
+    let started = Instant::now();
+    let rounds = (n / 4).max(1);
+    for round in 0..rounds {
+        for e in &packets[round as usize % packets.len()] {
+            flowing.event(black_box(e))?;
+        }
+    }
+    flowing.flush()?;
+    let explain = f64::from(rounds * 4) / started.elapsed().as_secs_f64();
+
+    // Memory: 100,000 stories open at once (one event each, never freed).
+    let before = rss_kib();
+    let mut open = explainer(STORIES);
+    for i in 0..STORIES as u64 {
+        let mut raw = path;
+        raw.skb = 0xffff_8882_0000_0000 + i * 0x100;
+        raw.ktime_ns = i;
+        open.event(&resolver.resolve(raw, None))?;
+    }
+    let explain_rss_mib = (rss_kib().saturating_sub(before)) as f64 / 1024.0;
+    black_box(&open);
+    println!(
+        r#"{{"decode":{decode:.0},"text":{text:.0},"json":{json:.0},"explain":{explain:.0},"explain_rss_mib":{explain_rss_mib:.1}}}"#
+    );
     Ok(())
+}
+
+/// Open stories for the memory measurement.
+const STORIES: usize = 100_000;
+
+fn explainer(max_stories: usize) -> Explainer<io::BufWriter<io::Sink>> {
+    let spec = ExplainSpec { idle: std::time::Duration::from_secs(3600), max_stories };
+    let env = Box::new(evidence::Host::default());
+    Explainer::new(io::BufWriter::new(io::sink()), Format::Text, spec, env, VerdictNotes::default())
+}
+
+/// This process's resident memory, KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

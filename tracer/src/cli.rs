@@ -22,11 +22,11 @@ pub enum Backend {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Timestamp {
     None,
-    /// Wall-clock time of the event.
+    /// The kernel's monotonic time of the event, in ns (TIMESTAMP column).
     Current,
-    /// Nanoseconds since the previous event.
+    /// ns since the same skb's previous event, 0 on its first.
     Relative,
-    /// Kernel monotonic time in nanoseconds.
+    /// The event's local date and time (TIME column), and its kernel ns (TIMESTAMP).
     Absolute,
 }
 

@@ -323,7 +323,14 @@ impl Config {
                 filter_func,
                 kmods: if args.all_kmods { Kmods::All } else { Kmods::Named(args.kmods) },
                 track_clones: track,
-                kernel_btf: args.kernel_btf,
+                kernel_btf: match args.kernel_btf {
+                    Some(path) => {
+                        std::fs::File::open(&path)
+                            .map_err(|e| usage(format!("--kernel-btf {}: {e}", path.display())))?;
+                        Some(path)
+                    }
+                    None => None,
+                },
             },
             kernel,
             filter,

@@ -42,7 +42,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Option<RunSummary>> {
             Ok(None)
         }
         Task::ListDropReasons => {
-            let btf = KernelBtf::open_from(cfg.probes.kernel_btf.as_deref())?;
+            let btf = open_btf(&cfg.probes)?;
             let mut out = std::io::stdout().lock();
             for (value, name) in DropReasons::from_btf(&btf).by_value() {
                 writeln!(out, "{value}\t{name}").context("writing the drop reasons")?;
@@ -55,6 +55,17 @@ pub fn run(cfg: Config) -> anyhow::Result<Option<RunSummary>> {
             Ok(None)
         }
         Task::Trace => trace(cfg).map(Some),
+    }
+}
+
+/// The kernel's BTF; a `--kernel-btf` file that is not BTF is the user's
+/// mistake (exit 2), a kernel without BTF is not.
+fn open_btf(probes: &ProbeSpec) -> anyhow::Result<KernelBtf> {
+    match &probes.kernel_btf {
+        Some(path) => {
+            KernelBtf::open_from(Some(path)).map_err(|e| usage(format!("--kernel-btf {}: {e:#}", path.display())))
+        }
+        None => KernelBtf::open_from(None),
     }
 }
 
@@ -85,7 +96,7 @@ impl Kernel {
             .then(|| std::thread::Builder::new().name("tracefs".into()).spawn(ksym::available_filter_functions))
             .transpose()
             .context("starting a thread to read ftrace's functions")?;
-        let mut btf = KernelBtf::open_from(probes.kernel_btf.as_deref())?;
+        let mut btf = open_btf(probes)?;
         log::debug!("BTF read in {:?}", started.elapsed());
         let kmods = match &probes.kmods {
             Kmods::All => btf.available_modules()?,

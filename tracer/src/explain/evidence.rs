@@ -105,7 +105,9 @@ pub trait Environment {
 /// The real host, with a cache.
 #[derive(Default)]
 pub struct Host {
-    paths: HashMap<u32, (Option<PathBuf>, Option<String>)>,
+    /// Where each netns was found, and when a netns that was not found was
+    /// last looked for: a flood of events from it must not rescan /proc.
+    paths: HashMap<u32, (Instant, Option<PathBuf>, Option<String>)>,
     cache: HashMap<(u32, String), (Instant, Result<String, String>)>,
 }
 
@@ -114,8 +116,10 @@ const TTL: Duration = Duration::from_secs(1);
 impl Host {
     /// A path to open for `netns`, and its /run/netns name.
     fn locate(&mut self, netns: u32) -> (Option<PathBuf>, Option<String>) {
-        if let Some(found) = self.paths.get(&netns).filter(|(p, _)| p.is_some()) {
-            return found.clone();
+        if let Some((at, path, name)) = self.paths.get(&netns)
+            && (path.is_some() || at.elapsed() < TTL)
+        {
+            return (path.clone(), name.clone());
         }
         let inode = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.ino());
         let mut found = (None, None);
@@ -142,7 +146,7 @@ impl Host {
         if self.paths.len() > 4096 {
             self.paths.clear();
         }
-        self.paths.insert(netns, found.clone());
+        self.paths.insert(netns, (Instant::now(), found.0.clone(), found.1.clone()));
         found
     }
 

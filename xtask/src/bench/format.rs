@@ -19,6 +19,10 @@ pub struct Rates {
     pub text: f64,
     /// Decode plus one JSON line.
     pub json: f64,
+    /// Resolve plus the explain consumer (four-event stories, each judged).
+    pub explain: f64,
+    /// Memory 100,000 open explain stories take, MiB.
+    pub explain_rss_mib: f64,
 }
 
 pub fn measure(root: &Path, runs: usize) -> anyhow::Result<Vec<Rates>> {
@@ -79,9 +83,13 @@ mod tests {
 
     #[test]
     fn reads_the_rates_line() {
-        let out = "{\"decode\":5000000,\"text\":1500000,\"json\":900000}\n";
-        assert_eq!(parse(out), Some(Rates { decode: 5e6, text: 1.5e6, json: 9e5 }));
-        assert_eq!(parse("{\"decode\":1,\"text\":0,\"json\":1}\n"), None);
+        let out =
+            "{\"decode\":5000000,\"text\":1500000,\"json\":900000,\"explain\":1000000,\"explain_rss_mib\":27.5}\n";
+        assert_eq!(
+            parse(out),
+            Some(Rates { decode: 5e6, text: 1.5e6, json: 9e5, explain: 1e6, explain_rss_mib: 27.5 })
+        );
+        assert_eq!(parse("{\"decode\":1,\"text\":0,\"json\":1,\"explain\":1,\"explain_rss_mib\":1}\n"), None);
         assert_eq!(parse("no rates\n"), None);
     }
 }

@@ -224,6 +224,7 @@ pub fn format(header: &str, runs: usize, results: &[format::Rates]) -> String {
         ("decode", results.iter().map(|r| r.decode).collect::<Vec<f64>>()),
         ("resolve + decode + text line", results.iter().map(|r| r.text).collect()),
         ("resolve + decode + JSON line", results.iter().map(|r| r.json).collect()),
+        ("resolve + explain (stories of 4 events, each judged)", results.iter().map(|r| r.explain).collect()),
     ];
     for (stage, rates) in stages {
         let m = median(&rates);
@@ -236,5 +237,11 @@ pub fn format(header: &str, runs: usize, results: &[format::Rates]) -> String {
         ]);
     }
     out.push_str(&t.render());
+    let rss: Vec<f64> = results.iter().map(|r| r.explain_rss_mib).collect();
+    out.push_str(&format!(
+        "\n100,000 explain stories open at once (one event each) take {:.1} MiB of resident memory \
+         (median of {runs}; growth of the bench process while they open).\n",
+        median(&rss)
+    ));
     out
 }
