@@ -55,9 +55,16 @@ impl Skbtrace {
     /// skbtrace at `bin`, standard input on /dev/null, standard output and
     /// error into files that [`Finished`] holds.
     pub fn new(bin: impl AsRef<OsStr>) -> Self {
+        Self::wrapped(bin, [""; 0])
+    }
+
+    /// `program` with `leading` arguments before skbtrace's own flags: a
+    /// stand-in for skbtrace in tests (`sh -c SCRIPT NAME`).
+    pub fn wrapped(program: impl AsRef<OsStr>, leading: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Self {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let files = Files { dir: std::env::temp_dir().join(format!("skbtrace-run-{}-{seq}", std::process::id())) };
-        let mut command = Command::new(bin);
+        let mut command = Command::new(program);
+        command.args(leading);
         // First, so that they come before a `-- CMD` the caller adds.
         command.arg("--ready-file").arg(files.dir.join(READY)).arg("--summary-file").arg(files.dir.join(SUMMARY));
         command.stdin(Stdio::null());
@@ -337,7 +344,7 @@ mod tests {
 
     /// `sh` stands in for skbtrace: it writes the two files as skbtrace would.
     fn fake(script: &str) -> Skbtrace {
-        Skbtrace::new("sh").args(["-c", script, "fake-skbtrace"]).poll(Duration::from_millis(5))
+        Skbtrace::wrapped("sh", ["-c", script, "fake-skbtrace"]).poll(Duration::from_millis(5))
     }
 
     #[test]
