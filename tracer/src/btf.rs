@@ -153,11 +153,6 @@ impl KernelBtf {
         Ok(skipped)
     }
 
-    /// Names of every module that has BTF loaded (for `--all-kmods`).
-    pub fn module_names() -> anyhow::Result<Vec<String>> {
-        list_modules(Path::new(SYS_BTF_DIR), "vmlinux")
-    }
-
     /// Names of every module whose BTF [`add_modules`](Self::add_modules)
     /// can read (for `--all-kmods`): the files of `/sys/kernel/btf`, or with
     /// `--kernel-btf`, the other files of its directory.
@@ -390,7 +385,7 @@ mod tests {
         let file = dir.join("vmlinux-6.x.btf");
         std::fs::copy(VMLINUX, &file).unwrap();
         // A module that is loaded, when there is one, copied beside it.
-        let module = KernelBtf::module_names().unwrap().into_iter().next();
+        let module = KernelBtf::open().unwrap().available_modules().unwrap().into_iter().next();
         if let Some(m) = &module {
             std::fs::copy(Path::new(SYS_BTF_DIR).join(m), dir.join(m)).unwrap();
         }
