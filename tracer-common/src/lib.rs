@@ -5,6 +5,9 @@
 //! compile time.
 #![no_std]
 
+#[cfg(feature = "user")]
+extern crate alloc;
+
 pub mod config;
 pub mod cookie;
 pub mod event;

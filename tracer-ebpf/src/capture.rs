@@ -16,7 +16,7 @@ use tracer_common::{
         CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_SKB_EXPR, CFG_STACK,
         CFG_TRACK_SKB, CtOffsets, OFFSET_NONE, SKB_READ_MAX,
     },
-    event::{Capture, EVENT_CT_SIZE, EVENT_SIZE, EventCt, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
+    event::{CT_SIZE, Capture, Ct, EVENT_HEADER_SIZE, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
     limits::SNAPLEN_MAX,
 };
 
@@ -27,7 +27,7 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 use crate::{
     conntrack,
     filter::{skbtrace_filter_l2, skbtrace_filter_l3, skbtrace_filter_skb_expr},
-    maps::{EVENTS, LOST, SCRATCH, SKB_COPY, STACKS, TRACKED},
+    maps::{DATA_LEN_MASK, EVENTS, LOST, SCRATCH, SKB_COPY, STACKS, TRACKED},
 };
 
 /// Patched by user space into the object's data before load
@@ -165,7 +165,7 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         return false;
     };
     // SAFETY: `scratch` is this CPU's SCRATCH slot; programs do not migrate CPU while running, so nothing else uses it.
-    let ev: &mut Event = unsafe { &mut (*scratch).record.event };
+    let ev: &mut Event = unsafe { &mut (*scratch).event };
     let o = &cfg.offsets;
     // Whether there is a reason is settled here, into the event: carried to
     // the end in a register, it doubled the verifier's work on the
@@ -270,21 +270,35 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         -1
     };
 
-    // Last, so that filtered-out packets never pay for it; the block is sent
-    // only when the skb has an entry (see `EventCt`).
+    // The record (`EVENT_HEADER_SIZE`): the header, the captured bytes
+    // rounded up to 8, and a conntrack block after them only when the skb
+    // has an entry. The volatile read and the mask give the verifier a bound
+    // (as in `Packet::copy`); cap_len ≤ SNAPLEN_MAX, so they change nothing.
+    let cap_len = u32::from(ev.cap_len);
+    // SAFETY: a volatile read of a local; see above for why.
+    let data_len = (unsafe { read_volatile(&cap_len) } + 7) & DATA_LEN_MASK;
+    let ct_at = EVENT_HEADER_SIZE as u32 + data_len;
+    let (ktime_ns, cpu) = (ev.ktime_ns, ev.cpu);
+    // Last, so that filtered-out packets never pay for it. From here on the
+    // scratch slot is reached through `scratch` only.
     let with_ct = cfg.flags & CFG_CONNTRACK != 0
-        // SAFETY: the per-CPU slot is ours; `ct` and `nf_conn` are not `ev`.
-        && conntrack::fill(unsafe { &mut (*scratch).record.ct }, &sk_buff, unsafe {
-            (*scratch).nf_conn.as_mut_ptr()
-        });
+        // SAFETY: the per-CPU slot is ours, and `maps::Scratch` has room for a
+        // Ct at `ct_at` (8-aligned, ≤ EVENT_HEADER_SIZE + DATA_LEN_MASK);
+        // `nf_conn` is a separate field.
+        && conntrack::fill(
+            unsafe { &mut *scratch.cast::<u8>().add(ct_at as usize).cast::<Ct>() },
+            &sk_buff,
+            unsafe { (*scratch).nf_conn.as_mut_ptr() },
+        );
     if with_ct {
-        ev.flags |= FLAG_CT;
+        // SAFETY: as above; `ev` is not used past this point.
+        unsafe { (*scratch).event.flags |= FLAG_CT };
     }
-    let size = if with_ct { EVENT_CT_SIZE } else { EVENT_SIZE };
+    let size = ct_at + if with_ct { CT_SIZE as u32 } else { 0 };
 
     // `--output-skb` and friends: their record goes first (`skb_dump.rs`).
     if crate::skb_dump::wanted() != 0 {
-        crate::skb_dump::send(skb, ev.ktime_ns, ev.cpu);
+        crate::skb_dump::send(skb, ktime_ns, cpu);
     }
 
     // Batch wake-ups: waking the reader per event costs more than the event.
@@ -293,12 +307,10 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let mark = cfg.wakeup_bytes as u64;
     let flags = if waiting < mark && waiting + size as u64 >= mark { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
-    let sent = if with_ct {
-        // SAFETY: `ev` is not used past this point; the record holds it.
-        EVENTS.output::<EventCt>(unsafe { &*(&raw const (*scratch).record) }, flags)
-    } else {
-        EVENTS.output::<Event>(&*ev, flags)
-    };
+    // SAFETY: `size` ≤ EVENT_HEADER_SIZE + DATA_LEN_MASK + CT_SIZE, within
+    // `maps::Scratch`, whose first bytes are the record.
+    let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>().cast_const(), size as usize) };
+    let sent = EVENTS.output::<[u8]>(record, flags);
     if sent.is_err() {
         // No skb pointer in the message: under tp_btf it is a trusted
         // pointer, and formatting it is pointer arithmetic the verifier refuses.

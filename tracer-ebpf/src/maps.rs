@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use tracer_common::{
+    Event,
     config::SKB_READ_MAX,
-    event::EventCt,
+    event::{CT_SIZE, EVENT_HEADER_SIZE, EVENT_SIZE},
     limits::{CLONING_ENTRIES, LOST_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
     names,
 };
@@ -20,13 +21,28 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// An event with room for its conntrack block, and room after it: the
-/// verifier knows `Packet::copy`'s length only as a mask's bound, 511, and
-/// must see room for that much. Then the copy of the skb's `nf_conn`.
+/// The verifier's bound of a record's packet bytes (`record_data_len` in
+/// tracer-common), a mask: a multiple of 8 at least `SNAPLEN_MAX`.
+pub const DATA_LEN_MASK: u32 = 2 * SNAPLEN_MAX as u32 - 8;
+/// How far past the event a record may reach as the verifier bounds it: to
+/// a conntrack block after `DATA_LEN_MASK` packet bytes, or to the end of
+/// `Packet::copy`'s masked length (2 * SNAPLEN_MAX - 1).
+const RECORD_BOUND: usize = {
+    let ct_end = EVENT_HEADER_SIZE + DATA_LEN_MASK as usize + CT_SIZE;
+    let copy_end = EVENT_HEADER_SIZE + 2 * SNAPLEN_MAX;
+    if ct_end > copy_end { ct_end } else { copy_end }
+};
+const SCRATCH_SLACK: usize = RECORD_BOUND - EVENT_SIZE;
+
+/// The record being built (`EVENT_HEADER_SIZE` in tracer-common): the
+/// event, then room for what the verifier must see room for. It knows
+/// `Packet::copy`'s length only as a mask's bound, 511, and the conntrack
+/// block's offset after the packet bytes as one, 504 (+ `CT_SIZE`). Then the
+/// copy of the skb's `nf_conn`.
 #[repr(C)]
 pub struct Scratch {
-    pub record: EventCt,
-    pub slack: [u8; SNAPLEN_MAX],
+    pub event: Event,
+    pub slack: [u64; SCRATCH_SLACK / 8],
     /// 8-aligned: fields are loaded from it with aligned loads.
     pub nf_conn: [u64; crate::conntrack::CT_BUF / 8],
 }

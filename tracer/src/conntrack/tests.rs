@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use tracer_common::event::{Ct, CtTuple as RawTuple, EVENT_CT_SIZE, EVENT_SIZE, Event, EventCt, FLAG_CT};
+use tracer_common::event::{CT_SIZE, Ct, CtTuple as RawTuple, EVENT_HEADER_SIZE, Event};
 
 use super::*;
 
@@ -204,33 +204,27 @@ fn untracked_and_no_entry() {
 fn record(ct: Option<Ct>) -> Vec<u8> {
     let mut event = Event::zeroed();
     event.skb = 0xffff_8881_dead_0000;
-    if ct.is_some() {
-        event.flags = FLAG_CT;
-    }
-    let full = EventCt { event, ct: ct.unwrap_or(Ct::zeroed()) };
-    // SAFETY: EventCt is repr(C) plain data without padding (sizes asserted in tracer-common).
-    let bytes = unsafe { std::slice::from_raw_parts((&raw const full).cast::<u8>(), EVENT_CT_SIZE) };
-    bytes[..if ct.is_some() { EVENT_CT_SIZE } else { EVENT_SIZE }].to_vec()
+    event.cap_len = 5;
+    event.data[..5].copy_from_slice(b"bytes");
+    event.to_record(ct.as_ref())
 }
 
 #[test]
 fn records_carry_the_block_only_with_the_flag() {
     let names = names();
     let with = record(Some(dnat()));
-    assert_eq!(with.len(), EVENT_CT_SIZE);
-    assert_eq!(
-        Event::from_bytes(&with).map(|e| e.skb),
-        Some(0xffff_8881_dead_0000),
-        "the event prefix decodes as before"
-    );
+    // The header, the 5 packet bytes rounded up to 8, the block.
+    assert_eq!(with.len(), EVENT_HEADER_SIZE + 8 + CT_SIZE);
+    let event = Event::from_bytes(&with).expect("an event");
+    assert_eq!((event.skb, event.packet()), (0xffff_8881_dead_0000, &b"bytes"[..]), "the event decodes as before");
     let ct = Conntrack::from_record(&with, &names).expect("a ct block");
     assert_eq!(ct.reply.sport, 53);
 
     let without = record(None);
-    assert_eq!(without.len(), EVENT_SIZE);
+    assert_eq!(without.len(), EVENT_HEADER_SIZE + 8);
     assert!(Conntrack::from_record(&without, &names).is_none());
     // The flag without the bytes (a short record) is no block, not garbage.
     let mut short = with.clone();
-    short.truncate(EVENT_CT_SIZE - 1);
+    short.truncate(with.len() - 1);
     assert!(Ct::from_record(&short).is_none());
 }
