@@ -4,7 +4,13 @@
 
 use std::{
     io::{BufRead as _, BufReader},
+    net::UdpSocket,
+    path::Path,
     process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -103,5 +109,59 @@ fn closed_stderr_is_not_a_crash() -> anyhow::Result<()> {
     let done = t.stop()?;
     // A panic writing to the closed stderr would be exit status 101.
     assert_eq!(done.status.code(), Some(0));
+    Ok(())
+}
+
+/// Sends UDP to a closed port on loopback inside `ns` until `stop` is set
+/// (or a minute passed): several events per datagram, far more than a debug
+/// build's explain mode prints.
+fn flood(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    let path = ns.path();
+    std::thread::spawn(move || {
+        testkit::netns::run_in(Path::new(&path), || {
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                for _ in 0..256 {
+                    let _ = socket.send_to(b"x", "127.0.0.1:4901");
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+/// A flood faster than skbtrace can print still ends the run on
+/// `--duration` and on SIGINT: the loop hands the consumers a batch at a time
+/// and looks at its ends between batches (it once drained for as long as the
+/// flood lasted).
+#[test]
+fn a_flood_faster_than_the_reader_still_ends_on_duration_and_sigint() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let ns = Netns::new("fld")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = flood(&ns, stop.clone());
+    let run = |extra: &[&str]| {
+        skbtrace::command()
+            .args(["--filter-netns", &ns.path(), "--explain", "--output-json"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .limits(Duration::from_secs(60), Duration::from_secs(20))
+            .start()
+    };
+    let timed = run(&["--duration", "1s"]).and_then(|t| t.wait());
+    let interrupted = run(&[]).and_then(|t| {
+        std::thread::sleep(Duration::from_secs(1));
+        t.stop()
+    });
+    stop.store(true, Ordering::Relaxed);
+    sender.join().expect("the flood thread panicked")?;
+    for (done, end) in [(timed?, End::Duration), (interrupted?, End::Signal)] {
+        let summary = done.summary()?;
+        assert_eq!((done.status.code(), summary.end), (Some(0), end), "{}", done.stderr);
+        assert!(summary.lost > 0, "the flood did not outrun skbtrace, so this tested nothing: {summary:?}");
+    }
     Ok(())
 }

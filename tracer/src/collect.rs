@@ -78,6 +78,7 @@ pub fn run(
     stages: Stages<'_, '_>,
     consumers: &mut Consumers,
     ending: Ending,
+    detach: &mut dyn FnMut(),
 ) -> anyhow::Result<RunSummary> {
     let Stages { resolver, tunnel_filter } = stages;
     let Maps { ring, lost, mut logger, skb_out } = maps;
@@ -112,6 +113,8 @@ pub fn run(
         let running = |c: &Option<Running>| c.as_ref().is_some_and(Running::running);
         loop {
             tokio::select! {
+                // The ends first: under a flood the ring is always ready.
+                biased;
                 signal = stop.wait() => match command.as_ref().filter(|c| c.running()) {
                     // Passed on; the loop ends once the command has.
                     Some(c) => {
@@ -141,28 +144,41 @@ pub fn run(
                 _ = sleep_until(duration_at), if duration_at.is_some() => return Ok(End::Duration),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
-                    let ended = state.drain_and_flush(guard.get_inner_mut())?;
-                    guard.clear_ready();
-                    if let Some(end) = ended {
+                    let drained = state.drain_and_flush(guard.get_inner_mut(), DRAIN_BATCH)?;
+                    // A batch cut short leaves the ring ready, to be drained on
+                    // the next turn, once the runtime has looked at its timers
+                    // and signals (which it does only when the task yields).
+                    if !drained.more {
+                        guard.clear_ready();
+                    }
+                    if let Some(end) = drained.ended {
                         return Ok(end);
+                    }
+                    if drained.more {
+                        tokio::task::yield_now().await;
                     }
                 }
                 _ = tick.tick() => {
                     if let Some(l) = logger.as_mut() {
                         l.flush();
                     }
-                    let ended = state.drain_and_flush(ring.get_mut())?;
-                    if let Some(end) = ended {
+                    let drained = state.drain_and_flush(ring.get_mut(), DRAIN_BATCH)?;
+                    if let Some(end) = drained.ended {
                         return Ok(end);
+                    }
+                    if drained.more {
+                        tokio::task::yield_now().await;
                     }
                 }
             }
         }
     });
     let end = ended?;
+    // Detached first: while attached, a flood never lets the ring run dry.
+    detach();
     if !matches!(end, End::Limit | End::Closed) {
         // Events already in the ring happened before the end: they count.
-        state.drain_and_flush(ring.get_mut())?;
+        state.drain_and_flush(ring.get_mut(), usize::MAX)?;
     }
     if state.short > 0 {
         log::warn!("{} ring buffer records were too short to be events; counted as lost", state.short);
@@ -216,16 +232,20 @@ impl State<'_, '_> {
     /// Drains the ring and flushes the consumers; a reader that went away
     /// (`skbtrace | head`) ends the loop like a signal, so that the run still
     /// detaches and writes its summary.
-    fn drain_and_flush(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<Option<End>> {
-        let ended = self.drain(ring).and_then(|ended| self.consumers.flush().map(|()| ended));
-        match ended {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Some(End::Closed)),
+    fn drain_and_flush(&mut self, ring: &mut RingBuf<MapData>, most: usize) -> io::Result<Drained> {
+        let drained = self.drain(ring, most).and_then(|drained| self.consumers.flush().map(|()| drained));
+        match drained {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Drained { ended: Some(End::Closed), more: false }),
             other => other,
         }
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<Option<End>> {
-        while let Some(item) = ring.next() {
+    /// Hands at most `most` records to the consumers.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, most: usize) -> io::Result<Drained> {
+        for _ in 0..most {
+            let Some(item) = ring.next() else {
+                return Ok(Drained { ended: None, more: false });
+            };
             let Some(raw) = Event::from_bytes(&item) else {
                 self.short += 1;
                 continue;
@@ -249,11 +269,24 @@ impl State<'_, '_> {
             self.tally.event(&event);
             self.consumers.event(&event)?;
             if !self.command && self.limit.is_some_and(|l| self.tally.events >= l) {
-                return Ok(Some(End::Limit));
+                return Ok(Drained { ended: Some(End::Limit), more: false });
             }
         }
-        Ok(None)
+        Ok(Drained { ended: None, more: true })
     }
+}
+
+/// Records handed over per turn of the loop: a few milliseconds' worth, so
+/// that a flood faster than the consumers cannot keep the loop from seeing
+/// a signal, `--duration` or the command's exit.
+const DRAIN_BATCH: usize = 4096;
+
+/// What one drain did.
+struct Drained {
+    /// The run ended in it (limit, closed reader).
+    ended: Option<End>,
+    /// It stopped at its bound with records left.
+    more: bool,
 }
 
 /// Lost events per probe, named, most first.

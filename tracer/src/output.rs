@@ -10,7 +10,7 @@ mod skb_fields;
 pub mod text;
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, IsTerminal as _},
     path::Path,
 };
@@ -100,6 +100,15 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
     };
     let mut consumers = Consumers::default();
     let text_out: Option<Box<dyn io::Write>> = match &spec.file {
+        // A device or a pipe is written through, never rotated: renaming
+        // `--output-file /dev/null` would put a growing file in its place.
+        Some(path) if rotate::is_special(path) => {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| usage(format!("cannot write --output-file {}: {e}", path.display())))?;
+            Some(Box::new(io::BufWriter::with_capacity(1 << 16, file)))
+        }
         Some(path) => {
             let file = rotate::RotatingFile::open(path, spec.rotation.clone())
                 .map_err(|e| usage(format!("cannot write --output-file {}: {e}", path.display())))?;

@@ -51,16 +51,49 @@ impl Attached {
     /// Detaches everything now; returns how many links were closed.
     pub fn detach(&mut self) -> usize {
         // Links go first, then programs.
-        let links = std::mem::take(&mut self.links);
-        let closed = links.len();
-        if links.len() < 64 {
-            drop(links);
-        } else {
-            detach_many(links);
-        }
+        let closed = close_links(std::mem::take(&mut self.links));
         self.programs.clear();
         closed
     }
+
+    /// The links, to be closed by the event loop when it ends ([`Detach`]);
+    /// the programs stay until [`Attached::detach`].
+    pub fn take_links(&mut self) -> Detach {
+        Detach { links: std::mem::take(&mut self.links), done: None }
+    }
+}
+
+/// Links closed once, when the event loop ends and before its last drain
+/// (while attached, a flood never lets the ring run dry), and timed.
+pub struct Detach {
+    links: Vec<OwnedFd>,
+    done: Option<(usize, f64)>,
+}
+
+impl Detach {
+    pub fn now(&mut self) {
+        if self.done.is_none() {
+            let started = std::time::Instant::now();
+            let closed = close_links(std::mem::take(&mut self.links));
+            self.done = Some((closed, started.elapsed().as_secs_f64()));
+        }
+    }
+
+    /// How many links were closed, and in how many seconds (closing them now if not yet).
+    pub fn result(mut self) -> (usize, f64) {
+        self.now();
+        self.done.unwrap_or_default()
+    }
+}
+
+fn close_links(links: Vec<OwnedFd>) -> usize {
+    let closed = links.len();
+    if links.len() < 64 {
+        drop(links);
+    } else {
+        detach_many(links);
+    }
+    closed
 }
 
 impl Drop for Attached {

@@ -135,6 +135,7 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     let skb_out = skb_out::compile(&cfg.output.skb_out, &kernel.btf)?;
     let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &skb_out, &mut stop)?;
     let Kernel { btf, mut kallsyms, .. } = kernel;
+    let mut links = attached.take_links();
     let mut summary = if stop.requested() {
         RunSummary::default()
     } else {
@@ -163,7 +164,7 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
                 resolver = resolver.with_conntrack(names);
             }
             let stages = collect::Stages { resolver: &mut resolver, tunnel_filter: cfg.filter.tunnel.as_ref() };
-            collect::run(&rt, &mut stop, maps, stages, &mut consumers, ending)
+            collect::run(&rt, &mut stop, maps, stages, &mut consumers, ending, &mut || links.now())
         });
         match collected {
             Err(e) if started => return Err(e.context(AfterStart)),
@@ -175,8 +176,9 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     summary.skipped = attached.skipped.len();
     summary.attach_seconds = attach_seconds;
     let detach_started = Instant::now();
-    summary.detached = attached.detach();
-    summary.detach_seconds = detach_started.elapsed().as_secs_f64();
+    let (closed, link_seconds) = links.result();
+    summary.detached = closed + attached.detach();
+    summary.detach_seconds = link_seconds + detach_started.elapsed().as_secs_f64();
     assertions::judge(&cfg.assertions, &mut summary);
     // Open stories end (adding their verdicts) before anyone prints the summary;
     // every consumer still finishes if that failed.

@@ -113,6 +113,12 @@ pub struct RotatingFile {
     cleaner: Option<Cleaner>,
 }
 
+/// Whether `path` exists and is not a regular file (a device such as
+/// `/dev/null`, a FIFO, a socket), which is written but never rotated.
+pub fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 impl RotatingFile {
     /// Opens `path` for appending (creating it with mode 0644) and cleans up
     /// old backups as `rotation` says.

@@ -281,3 +281,16 @@ fn a_missing_directory_is_an_error_naming_the_path() {
     let err = RotatingFile::open(&path, Rotation::default()).err().expect("an error");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
+
+/// `--output-file /dev/null` (the benchmarks' sink) once had 100 MiB
+/// written, was renamed to a backup and replaced by a growing file.
+#[test]
+fn devices_and_sockets_are_special_and_never_rotated() {
+    let dir = TempDir::new();
+    let socket = dir.0.join("s.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let regular = dir.0.join("t.log");
+    fs::write(&regular, "x\n").unwrap();
+    assert!(is_special(Path::new("/dev/null")) && is_special(&socket));
+    assert!(!is_special(&regular) && !is_special(&dir.0.join("missing.log")));
+}
