@@ -30,10 +30,12 @@ pub struct BenchArgs {
     /// Length of one traffic sample, in seconds.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
-    /// Spawns per configuration for the time to ready, and runs of the format benchmark.
+    /// Spawns per configuration for the time to ready, and runs of the format benchmark (in each tree).
     #[arg(long, default_value_t = 5)]
     ready_runs: usize,
     /// Overhead configurations to run (comma-separated keys, as in BENCHMARKS.md; default all).
+    /// A feature's cost per hit is measured when both configurations of its pair run (b with
+    /// b-pcap5, b-expr2 or b-ct; nf with nf-ct).
     #[arg(long, value_delimiter = ',', value_name = "KEYS")]
     configs: Vec<String>,
     /// Run only these benchmarks (comma-separated).
@@ -73,36 +75,45 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let sample = Duration::from_secs_f64(args.seconds);
     let root = workspace_root();
-    let header = machine::Machine::describe(&root).line();
-    let header = format!("{header}\nCommand: `{}`.", command_line(args));
     let selected = |w| args.only.is_empty() || args.only.contains(&w);
+    let machine = machine::Machine::describe(&root);
+    let current = skbtrace::Binary::new(bin, machine.revision.clone())?;
+    let header = format!("{}\nCommand: `{}`.", machine.line(), command_line(args));
     let mut sections = Vec::new();
 
     if let Some(other) = other_tracers() {
         eprintln!("bench: warning: {other}; the numbers will be noisier");
     }
     if selected(Which::Overhead) {
-        let params = overhead::Params { bin, rounds: args.rounds, sample, configs: &args.configs };
-        let (results, filter) = overhead::measure(&params)?;
-        let mut body = report::overhead(&header, args.rounds, sample, &results);
-        if let Some(filter) = &filter {
-            body.push_str(&report::filter_cost(sample, filter));
+        let params =
+            overhead::Params { current: &current, baseline: None, rounds: args.rounds, sample, configs: &args.configs };
+        let (results, pairs) = overhead::measure(&params)?;
+        let mut body = report::overhead(&header, &params, &results);
+        for pair in &pairs {
+            body.push_str(&report::paired(sample, pair));
         }
         sections.push(("overhead", body));
-        sections.push(("memory", report::memory(&header, &results)));
+        sections.push(("memory", report::memory(&header, &params, &results)));
     }
     if selected(Which::Ready) {
         let mut results = Vec::new();
         for config in &ready::CONFIGS {
-            let times = ready::measure(bin, config, args.ready_runs)
+            let times = ready::measure(&current, config, args.ready_runs)
                 .with_context(|| format!("time to ready, {}", config.what))?;
             results.push((config, times));
         }
         sections.push(("ready", report::ready(&header, args.ready_runs, &results)));
     }
     if selected(Which::Format) {
-        let results = format::measure(&root, args.ready_runs).context("decode and format throughput")?;
-        sections.push(("format", report::format(&header, args.ready_runs, &results)));
+        let trees = [(root.as_path(), current.revision.as_str())];
+        let paths: Vec<&Path> = trees.iter().map(|(t, _)| *t).collect();
+        let results = format::measure(&paths, args.ready_runs).context("decode and format throughput")?;
+        let measured: Vec<report::FormatRuns> = trees
+            .iter()
+            .zip(&results)
+            .map(|((tree, revision), rates)| report::FormatRuns { revision, method: format::Method::of(tree), rates })
+            .collect();
+        sections.push(("format", report::format(&header, args.ready_runs, &measured)));
     }
 
     if selected(Which::Vm) {
