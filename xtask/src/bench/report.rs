@@ -24,12 +24,13 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// The binaries measured, the baseline's first, and each configuration's
-/// samples from them (None where the baseline does not take its flags).
+/// The binaries measured, the baseline's first.
 fn binaries<'a>(params: &'a Params<'_>) -> Vec<&'a Binary> {
     params.baseline.into_iter().chain([params.current]).collect()
 }
 
+/// A configuration's samples from each of the binaries, in their order
+/// (None where the baseline does not take its flags).
 fn sides(m: &Measured, many: bool) -> Vec<Option<&Side>> {
     let baseline = many.then_some(m.baseline.as_ref());
     baseline.into_iter().chain([Some(&m.current)]).collect()
