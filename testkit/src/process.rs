@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn waits_for_ready_and_reads_the_summary() {
-        let summary = r#"{"summary":{"events":1,"lost":0,"lost_by_probe":[],"drops":[],"backend":"tracepoint","attached":2,"skipped":0,"attach_seconds":0.1,"detached":2,"detach_seconds":0.0,"end":"signal","command":null,"assertions":[],"exit_code":0}}"#;
+        let summary = r#"{"summary":{"events":1,"lost":0,"lost_by_probe":[],"drops":[],"backend":"tracepoint","attached":2,"skipped":0,"attach_seconds":0.1,"detached":2,"detach_seconds":0.0,"end":"signal","command":null,"assertions":[],"exit_code":0,"verdicts":[],"stories_evicted":0}}"#;
         // $2 is the ready file, $4 the summary file. The trap comes first:
         // SIGINT may follow the ready file at once.
         let script = format!(

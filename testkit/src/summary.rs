@@ -33,6 +33,18 @@ pub struct Summary {
     pub assertions: Vec<Assertion>,
     /// What skbtrace exited with.
     pub exit_code: u8,
+    /// `--explain`: stories per verdict rule (empty without it).
+    pub verdicts: Vec<VerdictCount>,
+    /// `--explain`: stories ended early because --explain-max-stories were open.
+    pub stories_evicted: u64,
+}
+
+/// Stories that got one verdict rule, with the first one's sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct VerdictCount {
+    pub rule: String,
+    pub count: u64,
+    pub first: String,
 }
 
 /// The command run under trace, and how it ended.
@@ -128,6 +140,11 @@ impl Summary {
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// `--explain`: stories judged, whatever their verdict.
+    pub fn stories(&self) -> u64 {
+        self.verdicts.iter().map(|v| v.count).sum()
+    }
+
     /// How many drops had `reason` (an `SKB_DROP_REASON_*` name).
     pub fn drops_of(&self, reason: &str) -> u64 {
         self.drops.iter().filter(|d| d.reason == reason).map(|d| d.count).sum()
@@ -178,7 +195,8 @@ mod tests {
         r#""reason":"SKB_DROP_REASON_NO_SOCKET","code":3,"location":"__udp4_lib_rcv+0x4bc","count":1,"#,
         r#""func":"kfree_skb","netns":4026532178,"ifname":"lo","tuple":"127.0.0.1:39091->127.0.0.1:4000(udp)"}],"#,
         r#""backend":"kprobe","attached":1463,"skipped":3,"attach_seconds":37.2,"detached":1463,"#,
-        r#""detach_seconds":40.1,"end":"signal","command":null,"assertions":[],"exit_code":0}}"#
+        r#""detach_seconds":40.1,"end":"signal","command":null,"assertions":[],"exit_code":0,"verdicts":[{"rule":"closed-port","count":1,"#,
+        r#""first":"UDP to 127.0.0.1:4000 refused"}],"stories_evicted":0}}"#
     );
 
     #[test]
@@ -191,6 +209,7 @@ mod tests {
         assert_eq!((s.backend, s.end), (Some(Backend::Kprobe), End::Signal));
         assert_eq!(s.drops[0].location, "__udp4_lib_rcv+0x4bc");
         assert_eq!((s.attach_seconds, s.detach_seconds), (37.2, 40.1));
+        assert_eq!((s.verdicts[0].rule.as_str(), s.verdicts[0].count, s.stories_evicted), ("closed-port", 1, 0));
     }
 
     #[test]

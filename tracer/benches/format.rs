@@ -1,8 +1,10 @@
 //! Resolve + decode + format throughput on one core, for `cargo xtask bench`
 //! (which pins it to a CPU): `cargo bench -p tracer --bench format` prints
 //! one JSON line, `{"decode": …, "text": …, "json": …, "explain": …,
-//! "explain_rss_mib": …}`: events/s, then the memory 100,000 open explain
-//! stories take. `BENCH_EVENTS` sets how many events each measurement formats.
+//! "explain_rss_mib": …, "explain_vmrss_mib": …, "explain_vmhwm_mib": …}`:
+//! events/s, then the memory 100,000 open explain stories take (the growth
+//! while they open) and the whole process's resident memory with them open
+//! (now and at its peak). `BENCH_EVENTS` sets how many events each measurement formats.
 
 use std::{hint::black_box, io, time::Instant};
 
@@ -107,7 +109,7 @@ fn main() -> io::Result<()> {
     let explain = f64::from(rounds * 4) / started.elapsed().as_secs_f64();
 
     // Memory: 100,000 stories open at once (one event each, never freed).
-    let before = rss_kib();
+    let before = status_kib("VmRSS");
     let mut open = explainer(STORIES);
     for i in 0..STORIES as u64 {
         let mut raw = path;
@@ -115,10 +117,13 @@ fn main() -> io::Result<()> {
         raw.ktime_ns = i;
         open.event(&resolver.resolve(raw, None))?;
     }
-    let explain_rss_mib = (rss_kib().saturating_sub(before)) as f64 / 1024.0;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let (vmrss, vmhwm) = (status_kib("VmRSS"), status_kib("VmHWM"));
+    let explain_rss_mib = mib(vmrss.saturating_sub(before));
+    let (explain_vmrss_mib, explain_vmhwm_mib) = (mib(vmrss), mib(vmhwm));
     black_box(&open);
     println!(
-        r#"{{"decode":{decode:.0},"text":{text:.0},"json":{json:.0},"explain":{explain:.0},"explain_rss_mib":{explain_rss_mib:.1}}}"#
+        r#"{{"decode":{decode:.0},"text":{text:.0},"json":{json:.0},"explain":{explain:.0},"explain_rss_mib":{explain_rss_mib:.1},"explain_vmrss_mib":{explain_vmrss_mib:.1},"explain_vmhwm_mib":{explain_vmhwm_mib:.1}}}"#
     );
     Ok(())
 }
@@ -132,12 +137,12 @@ fn explainer(max_stories: usize) -> Explainer<io::BufWriter<io::Sink>> {
     Explainer::new(io::BufWriter::new(io::sink()), Format::Text, spec, env, VerdictNotes::default())
 }
 
-/// This process's resident memory, KiB.
-fn rss_kib() -> u64 {
+/// This process's `VmRSS` (resident memory) or `VmHWM` (its peak), KiB.
+fn status_kib(key: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }

@@ -5,7 +5,12 @@
 //!
 //! Needs root (namespaces, BPF). Traffic only flows between two namespaces
 //! created here and removed on every exit path.
+//!
+//! `--baseline REV` measures REV's skbtrace in the same run, side by side:
+//! in every round of the overhead benchmark, and in turn with the format
+//! benchmark (see `baseline.rs`).
 
+mod baseline;
 mod flood;
 mod format;
 mod machine;
@@ -30,10 +35,12 @@ pub struct BenchArgs {
     /// Length of one traffic sample, in seconds.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
-    /// Spawns per configuration for the time to ready, and runs of the format benchmark.
+    /// Spawns per configuration for the time to ready, and runs of the format benchmark (in each tree).
     #[arg(long, default_value_t = 5)]
     ready_runs: usize,
     /// Overhead configurations to run (comma-separated keys, as in BENCHMARKS.md; default all).
+    /// A feature's cost per hit is measured when both configurations of its pair run (b with
+    /// b-pcap5, b-expr2 or b-ct; nf with nf-ct).
     #[arg(long, value_delimiter = ',', value_name = "KEYS")]
     configs: Vec<String>,
     /// Run only these benchmarks (comma-separated).
@@ -42,6 +49,10 @@ pub struct BenchArgs {
     /// Print the results without updating BENCHMARKS.md.
     #[arg(long)]
     no_write: bool,
+    /// Also measure this git revision's skbtrace, built in a worktree under
+    /// target/bench-baseline/, beside this tree's (overhead, memory, format).
+    #[arg(long, value_name = "REV")]
+    baseline: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -73,36 +84,67 @@ pub fn run(bin: &Path, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let sample = Duration::from_secs_f64(args.seconds);
     let root = workspace_root();
-    let header = machine::Machine::describe(&root).line();
-    let header = format!("{header}\nCommand: `{}`.", command_line(args));
     let selected = |w| args.only.is_empty() || args.only.contains(&w);
+    let baseline = match &args.baseline {
+        Some(rev) if selected(Which::Overhead) || selected(Which::Format) => {
+            Some(baseline::Baseline::prepare(&root, rev).with_context(|| format!("the baseline {rev}"))?)
+        }
+        _ => None,
+    };
+    let machine = machine::Machine::describe(&root);
+    let current = skbtrace::Binary::new(bin, machine.revision.clone())?;
+    let (line, command) = (machine.line(), format!("Command: `{}`.", command_line(args)));
+    let header = format!("{line}\n{command}");
+    // The sections that measure the baseline too say so.
+    let compared = match &baseline {
+        Some(b) => {
+            format!("{line} Baseline: skbtrace {}, release build, in the same run.\n{command}", b.binary.revision)
+        }
+        None => header.clone(),
+    };
     let mut sections = Vec::new();
 
     if let Some(other) = other_tracers() {
         eprintln!("bench: warning: {other}; the numbers will be noisier");
     }
     if selected(Which::Overhead) {
-        let params = overhead::Params { bin, rounds: args.rounds, sample, configs: &args.configs };
-        let (results, filter) = overhead::measure(&params)?;
-        let mut body = report::overhead(&header, args.rounds, sample, &results);
-        if let Some(filter) = &filter {
-            body.push_str(&report::filter_cost(sample, filter));
+        let params = overhead::Params {
+            current: &current,
+            baseline: baseline.as_ref().map(|b| &b.binary),
+            rounds: args.rounds,
+            sample,
+            configs: &args.configs,
+        };
+        let (results, pairs) = overhead::measure(&params)?;
+        let mut body = report::overhead(&compared, &params, &results);
+        for pair in &pairs {
+            body.push_str(&report::paired(sample, pair));
         }
         sections.push(("overhead", body));
-        sections.push(("memory", report::memory(&header, &results)));
+        sections.push(("memory", report::memory(&compared, &params, &results)));
     }
     if selected(Which::Ready) {
         let mut results = Vec::new();
         for config in &ready::CONFIGS {
-            let times = ready::measure(bin, config, args.ready_runs)
+            let times = ready::measure(&current, config, args.ready_runs)
                 .with_context(|| format!("time to ready, {}", config.what))?;
             results.push((config, times));
         }
         sections.push(("ready", report::ready(&header, args.ready_runs, &results)));
     }
     if selected(Which::Format) {
-        let results = format::measure(&root, args.ready_runs).context("decode and format throughput")?;
-        sections.push(("format", report::format(&header, args.ready_runs, &results)));
+        let mut trees = vec![(root.as_path(), current.revision.as_str())];
+        if let Some(b) = &baseline {
+            trees.insert(0, (b.tree.as_path(), b.binary.revision.as_str()));
+        }
+        let paths: Vec<&Path> = trees.iter().map(|(t, _)| *t).collect();
+        let results = format::measure(&paths, args.ready_runs).context("decode and format throughput")?;
+        let measured: Vec<report::FormatRuns> = trees
+            .iter()
+            .zip(&results)
+            .map(|((tree, revision), rates)| report::FormatRuns { revision, method: format::Method::of(tree), rates })
+            .collect();
+        sections.push(("format", report::format(&compared, args.ready_runs, &measured)));
     }
 
     if selected(Which::Vm) {
@@ -135,6 +177,9 @@ fn command_line(args: &BenchArgs) -> String {
     if !args.only.is_empty() {
         let names: Vec<String> = args.only.iter().map(|w| format!("{w:?}").to_lowercase()).collect();
         let _ = write!(cmd, " --only {}", names.join(","));
+    }
+    if let Some(rev) = &args.baseline {
+        let _ = write!(cmd, " --baseline {rev}");
     }
     cmd
 }

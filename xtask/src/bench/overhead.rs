@@ -3,19 +3,24 @@
 //! here moves by ±5–8 % between samples, so only interleaved medians compare).
 //! Along the way: whether every drop was printed or counted as lost, how much
 //! CPU and memory skbtrace used, and what one run of its eBPF program costs.
+//! With a baseline binary (`--baseline`), each round samples it too, between
+//! the untraced and the current binary's sample.
+
+pub mod paired;
 
 use std::{
     net::SocketAddrV4,
-    path::Path,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 
+use paired::PAIRINGS;
+
 use super::{
     flood::Sender,
-    netns::{ADDR_A, ADDR_B, Pair, UdpCounters},
-    skbtrace::{Events, Memory, ProgStats, Tracer},
+    netns::{ADDR_A, ADDR_B, Drops, Pair, Traffic},
+    skbtrace::{Binary, Events, Memory, ProgStats, Tracer},
 };
 
 const SRC_PORT: u16 = 40_000;
@@ -28,6 +33,9 @@ const MAX_DATAGRAMS_PER_SEC: u64 = 20_000_000;
 const IDLE_QUIET: Duration = Duration::from_millis(100);
 /// Time for the last datagrams to leave the receive backlog before the counters are read.
 const SETTLE: Duration = Duration::from_millis(50);
+/// Untraced flooding before a testbed's first sample: caches, allocator and
+/// CPU frequency settle before anything counts.
+const WARM_UP: Duration = Duration::from_millis(500);
 
 /// How many events one drop should produce, to check the accounting.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,6 +44,9 @@ pub enum Expect {
     None,
     /// One `kfree_skb` event per drop.
     OnePerDrop,
+    /// `--explain`: one `kfree_skb` event per drop, which ends its skb's
+    /// story (the tracepoint frees the skb), so one story per drop too.
+    StoryPerDrop,
     /// Every tracepoint on the packet's path.
     Several,
 }
@@ -50,69 +61,116 @@ pub struct Config {
     /// Start the traffic only once skbtrace sleeps in its event loop, not
     /// at the ready file (which it writes before it starts reading events).
     pub wait_idle: bool,
+    /// Where the flood is dropped.
+    pub traffic: Traffic,
 }
 
-pub const CONFIGS: [Config; 7] = [
-    Config {
-        key: "a",
-        what: "drop point, pcap filter matching nothing",
-        args: &["--filter-func", "kfree_skb", "udp and port 9"],
-        target: Some(0.93),
-        expect: Expect::None,
-        wait_idle: false,
-    },
-    Config {
-        key: "a-mark",
-        what: "drop point, mark filter matching nothing",
-        args: &["--filter-func", "kfree_skb", "--filter-mark", "0x7777"],
-        target: Some(0.93),
-        expect: Expect::None,
-        wait_idle: false,
-    },
-    Config {
-        key: "b",
-        what: "drop point, every drop printed",
-        args: &["--filter-func", "kfree_skb"],
-        target: Some(0.6),
-        expect: Expect::OnePerDrop,
-        wait_idle: false,
-    },
-    Config {
-        key: "b-pcap5",
-        what: "as b, with a five-clause pcap filter that every drop matches (b's ns per run + the filter's)",
-        args: &["--filter-func", "kfree_skb", "udp and dst port 4000 and src host 10.77.0.1 and not icmp and len > 20"],
-        target: Some(0.6),
-        expect: Expect::OnePerDrop,
-        wait_idle: false,
-    },
-    Config {
-        key: "b-idle",
-        what: "as b, traffic starting once skbtrace is idle after ready",
-        args: &["--filter-func", "kfree_skb"],
-        target: Some(0.6),
-        expect: Expect::OnePerDrop,
-        wait_idle: true,
-    },
-    Config {
-        key: "c",
-        what: "default tracepoints, everything printed",
-        args: &[],
-        target: None,
-        expect: Expect::Several,
-        wait_idle: false,
-    },
-    Config {
-        key: "c-filter",
-        what: "default tracepoints, pcap filter matching nothing",
-        args: &["udp and port 9"],
-        target: None,
-        expect: Expect::None,
-        wait_idle: false,
-    },
+impl Config {
+    const fn new(key: &'static str, what: &'static str, args: &'static [&'static str], expect: Expect) -> Self {
+        Config { key, what, args, target: None, expect, wait_idle: false, traffic: Traffic::ClosedPort }
+    }
+
+    const fn target(mut self, ratio: f64) -> Self {
+        self.target = Some(ratio);
+        self
+    }
+
+    const fn idle(mut self) -> Self {
+        self.wait_idle = true;
+        self
+    }
+
+    const fn traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = traffic;
+        self
+    }
+}
+
+pub const CONFIGS: [Config; 13] = [
+    Config::new(
+        "a",
+        "drop point, pcap filter matching nothing",
+        &["--filter-func", "kfree_skb", "udp and port 9"],
+        Expect::None,
+    )
+    .target(0.93),
+    Config::new(
+        "a-mark",
+        "drop point, mark filter matching nothing",
+        &["--filter-func", "kfree_skb", "--filter-mark", "0x7777"],
+        Expect::None,
+    )
+    .target(0.93),
+    Config::new(
+        "a-expr",
+        "drop point, skb expression matching nothing",
+        &["--filter-func", "kfree_skb", "--filter-skb-expr", "skb->mark == 0x7777"],
+        Expect::None,
+    )
+    .target(0.93),
+    Config::new("b", "drop point, every drop printed", &["--filter-func", "kfree_skb"], Expect::OnePerDrop).target(0.8),
+    Config::new(
+        "b-pcap5",
+        "as b, with a five-clause pcap filter that every drop matches (b's ns per run + the filter's)",
+        &["--filter-func", "kfree_skb", "udp and dst port 4000 and src host 10.77.0.1 and not icmp and len > 20"],
+        Expect::OnePerDrop,
+    )
+    .target(0.6),
+    Config::new(
+        "b-expr2",
+        "as b, with a two-clause skb expression that every drop matches (b's ns per run + the expression's)",
+        &["--filter-func", "kfree_skb", "--filter-skb-expr", "skb->len > 0 && skb->dev->ifindex != 0"],
+        Expect::OnePerDrop,
+    )
+    .target(0.6),
+    Config::new(
+        "b-idle",
+        "as b, traffic starting once skbtrace is idle after ready",
+        &["--filter-func", "kfree_skb"],
+        Expect::OnePerDrop,
+    )
+    .target(0.8)
+    .idle(),
+    Config::new(
+        "b-explain",
+        "as b, told as stories (`--explain`): one story per drop, each judged",
+        &["--filter-func", "kfree_skb", "--explain"],
+        Expect::StoryPerDrop,
+    )
+    .target(0.7),
+    Config::new(
+        "b-ct",
+        "as b, with the conntrack entry read (`--output-ct`); UDP cleared it before the drop",
+        &["--filter-func", "kfree_skb", "--output-ct"],
+        Expect::OnePerDrop,
+    ),
+    Config::new(
+        "nf",
+        "drop point, every drop printed; the flood dropped by an iptables rule on conntrack state \
+         (NETFILTER_DROP, the skb holding its conntrack entry)",
+        &["--filter-func", "kfree_skb"],
+        Expect::OnePerDrop,
+    )
+    .traffic(Traffic::Conntrack),
+    Config::new(
+        "nf-ct",
+        "as nf, with the conntrack entry read (`--output-ct`)",
+        &["--filter-func", "kfree_skb", "--output-ct"],
+        Expect::OnePerDrop,
+    )
+    .traffic(Traffic::Conntrack),
+    Config::new("c", "default tracepoints, everything printed", &[], Expect::Several),
+    Config::new("c-filter", "default tracepoints, pcap filter matching nothing", &["udp and port 9"], Expect::None),
 ];
 
+pub fn config(key: &str) -> Option<&'static Config> {
+    CONFIGS.iter().find(|c| c.key == key)
+}
+
 pub struct Params<'a> {
-    pub bin: &'a Path,
+    pub current: &'a Binary,
+    /// Sampled in the same rounds, on the configurations whose flags it takes.
+    pub baseline: Option<&'a Binary>,
     pub rounds: usize,
     pub sample: Duration,
     /// Keys of the configurations to run; all when empty.
@@ -124,10 +182,19 @@ pub struct Measured {
     pub config: &'static Config,
     /// Drops per second, one per round.
     pub untraced: Vec<f64>,
+    pub current: Side,
+    /// None without a baseline, or when it does not take the configuration's flags.
+    pub baseline: Option<Side>,
+}
+
+/// One binary's samples of a configuration.
+#[derive(Default)]
+pub struct Side {
+    /// Drops per second, one per round.
     pub traced: Vec<f64>,
     /// skbtrace's CPU time over each traced sample, as a fraction of one core.
     pub cpu: Vec<f64>,
-    /// NoPorts drops between ready and the end of each traffic, summed over rounds.
+    /// Drops between ready and the end of each traffic, summed over rounds.
     pub drops: u64,
     /// skbtrace's summaries, summed over rounds.
     pub events: Events,
@@ -151,148 +218,130 @@ struct Traced {
     memory: Memory,
 }
 
-struct Bench<'a> {
-    params: &'a Params<'a>,
-    sender: Sender,
-    counters: UdpCounters,
-}
-
-/// The pcap filter's cost per program run: configurations b and b-pcap5
-/// (every drop printed, without and with a five-clause expression that
-/// matches them) attached together under bpf_stats, so that both programs
-/// run on every drop.
-pub struct FilterCost {
-    pub rounds: Vec<FilterRound>,
-}
-
-/// Two samples: the one attached first runs first, with the colder cache,
-/// which costs it about 80 ns; each order once cancels that out.
-pub struct FilterRound {
-    /// ns per run of (b, b-pcap5), b attached first.
-    pub b_first: (f64, f64),
-    /// ns per run of (b, b-pcap5), b-pcap5 attached first.
-    pub pcap_first: (f64, f64),
-}
-
-impl FilterRound {
-    pub fn added(&self) -> f64 {
-        ((self.b_first.1 - self.b_first.0) + (self.pcap_first.1 - self.pcap_first.0)) / 2.0
+impl Side {
+    fn add(&mut self, t: Traced) {
+        self.traced.push(t.rate);
+        self.cpu.push(t.cpu);
+        self.drops += t.drops;
+        self.events += t.events;
+        self.memory.hwm_kib = self.memory.hwm_kib.max(t.memory.hwm_kib);
+        self.memory.rss_kib = self.memory.rss_kib.max(t.memory.rss_kib);
     }
 }
 
-pub fn measure(params: &Params<'_>) -> anyhow::Result<(Vec<Measured>, Option<FilterCost>)> {
-    let pair = Pair::create()?;
-    let sender = Sender::new(&pair.path_a(), SocketAddrV4::new(ADDR_A, SRC_PORT), SocketAddrV4::new(ADDR_B, DST_PORT))?;
-    let counters = UdpCounters::open(&pair.path_b())?;
-    let mut bench = Bench { params, sender, counters };
-    // Caches, allocator and CPU frequency settle before anything counts.
-    bench.untraced(Duration::from_millis(500)).context("warming up")?;
+/// Two namespaces dropping the flood one way, the sender into them and the
+/// counter of their drops.
+struct Testbed {
+    sender: Sender,
+    drops: Drops,
+    /// Last, so that the namespaces go after the socket in them.
+    _pair: Pair,
+}
+
+struct Bench<'a> {
+    params: &'a Params<'a>,
+    closed_port: Testbed,
+    /// Made when a configuration first needs it.
+    conntrack: Option<Testbed>,
+}
+
+/// The configurations, then the pairings whose two configurations both ran.
+pub fn measure(params: &Params<'_>) -> anyhow::Result<(Vec<Measured>, Vec<paired::Measured>)> {
+    let mut bench = Bench { params, closed_port: Testbed::create(Traffic::ClosedPort)?, conntrack: None };
     let results = CONFIGS
         .iter()
         .filter(|c| params.configs.is_empty() || params.configs.iter().any(|k| k == c.key))
         .map(|c| bench.config(c))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let find = |key| results.iter().find(|m| m.config.key == key).map(|m| m.config);
-    let filter = match (find("b"), find("b-pcap5")) {
-        (Some(without), Some(with)) => Some(bench.filter_cost(without, with)?),
-        _ => None,
-    };
-    drop(pair);
-    Ok((results, filter))
+    let ran = |key| results.iter().any(|m: &Measured| m.config.key == key);
+    let pairs = PAIRINGS
+        .iter()
+        .filter(|p| ran(p.without) && ran(p.with))
+        .map(|p| bench.paired(p).with_context(|| format!("{} (paired)", p.title)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((results, pairs))
+}
+
+impl Testbed {
+    fn create(traffic: Traffic) -> anyhow::Result<Self> {
+        let pair = Pair::create(traffic, DST_PORT)?;
+        let src = SocketAddrV4::new(ADDR_A, SRC_PORT);
+        let sender = Sender::new(&pair.path_a(), src, SocketAddrV4::new(ADDR_B, DST_PORT))?;
+        let mut bed = Self { sender, drops: pair.drops()?, _pair: pair };
+        bed.flood(WARM_UP).context("warming up")?;
+        Ok(bed)
+    }
+
+    /// Floods for `duration`; returns drops per second and the drop count.
+    fn flood(&mut self, duration: Duration) -> anyhow::Result<(f64, u64)> {
+        let before = self.drops.read()?;
+        let max = (MAX_DATAGRAMS_PER_SEC as f64 * duration.as_secs_f64()) as u64;
+        let sent = self.sender.flood(duration, max)?;
+        std::thread::sleep(SETTLE);
+        let drops = self.drops.read()? - before;
+        // Datagrams lost before the drop point (a full backlog, say) would
+        // make the drop rate understate the work done: say so.
+        if sent.datagrams > drops + drops / 100 {
+            eprintln!("bench: warning: sent {} datagrams but only {drops} reached the drop point", sent.datagrams);
+        }
+        Ok((drops as f64 / sent.elapsed.as_secs_f64(), drops))
+    }
 }
 
 impl Bench<'_> {
     fn config(&mut self, config: &'static Config) -> anyhow::Result<Measured> {
+        let baseline = self.params.baseline.filter(|b| b.missing(config.args).is_none());
         let mut m = Measured {
             config,
             untraced: Vec::new(),
-            traced: Vec::new(),
-            cpu: Vec::new(),
-            drops: 0,
-            events: Events::default(),
-            memory: Memory::default(),
-            cost: Cost::default(),
+            current: Side::default(),
+            baseline: baseline.map(|_| Side::default()),
         };
         let rounds = self.params.rounds;
+        let sample = self.params.sample;
         for round in 1..=rounds {
-            let untraced = self.untraced(self.params.sample)?;
-            let t = self.traced(config).with_context(|| format!("traced sample of configuration {}", config.key))?;
-            eprintln!(
-                "bench: {:<8} round {round}/{rounds}: untraced {:>9.0}/s, traced {:>9.0}/s, printed {}, lost {}",
-                config.key, untraced, t.rate, t.events.printed, t.events.lost
-            );
+            let (untraced, _) = self.flood(config.traffic, sample)?;
             m.untraced.push(untraced);
-            m.traced.push(t.rate);
-            m.cpu.push(t.cpu);
-            m.drops += t.drops;
-            m.events.printed += t.events.printed;
-            m.events.lost += t.events.lost;
-            m.memory.hwm_kib = m.memory.hwm_kib.max(t.memory.hwm_kib);
-            m.memory.rss_kib = m.memory.rss_kib.max(t.memory.rss_kib);
+            let mut line = format!("bench: {:<9} round {round}/{rounds}: untraced {untraced:>9.0}/s", config.key);
+            let sides = baseline.into_iter().zip(m.baseline.as_mut()).chain([(self.params.current, &mut m.current)]);
+            for (bin, side) in sides {
+                let t = self
+                    .traced(bin, config)
+                    .with_context(|| format!("traced sample of configuration {} ({})", config.key, bin.revision))?;
+                line += &format!(
+                    ", {} {:>9.0}/s (printed {}, lost {})",
+                    bin.revision, t.rate, t.events.printed, t.events.lost
+                );
+                side.add(t);
+            }
+            eprintln!("{line}");
         }
-        m.cost = self.cost(config).with_context(|| format!("bpf_stats sample of configuration {}", config.key))?;
+        let sides = baseline.into_iter().zip(m.baseline.as_mut()).chain([(self.params.current, &mut m.current)]);
+        for (bin, side) in sides {
+            side.cost = self
+                .cost(bin, config)
+                .with_context(|| format!("bpf_stats sample of configuration {} ({})", config.key, bin.revision))?;
+        }
         Ok(m)
     }
 
-    fn filter_cost(&mut self, without: &Config, with: &Config) -> anyhow::Result<FilterCost> {
-        let mut cost = FilterCost { rounds: Vec::new() };
-        for n in 1..=self.params.rounds {
-            let b_first = self.together(without, with)?;
-            let (with_ns, without_ns) = self.together(with, without)?;
-            let round = FilterRound { b_first, pcap_first: (without_ns, with_ns) };
-            eprintln!(
-                "bench: filter cost round {n}/{}: b first {:.0} / {:.0} ns per run, b-pcap5 first {:.0} / {:.0}: {:+.0} ns",
-                self.params.rounds,
-                round.b_first.0,
-                round.b_first.1,
-                round.pcap_first.0,
-                round.pcap_first.1,
-                round.added(),
-            );
-            cost.rounds.push(round);
-        }
-        Ok(cost)
-    }
-
-    /// One sample with both configurations attached, `first` first; their ns per run.
-    fn together(&mut self, first: &Config, second: &Config) -> anyhow::Result<(f64, f64)> {
-        let tracers = [self.spawn(first)?, self.spawn(second)?];
-        let stats = BpfStats::enable()?;
-        let before = [tracers[0].prog_stats()?, tracers[1].prog_stats()?];
-        self.flood(self.params.sample)?;
-        let after = [tracers[0].prog_stats()?, tracers[1].prog_stats()?];
-        drop(stats);
-        for tracer in tracers {
-            tracer.stop()?;
-        }
-        let ns = |i: usize| {
-            (after[i].run_time_ns - before[i].run_time_ns) as f64 / (after[i].run_cnt - before[i].run_cnt).max(1) as f64
-        };
-        Ok((ns(0), ns(1)))
-    }
-
-    /// Floods for `duration`; returns drops per second.
-    fn untraced(&mut self, duration: Duration) -> anyhow::Result<f64> {
-        Ok(self.flood(duration)?.0)
+    fn testbed(&mut self, traffic: Traffic) -> anyhow::Result<&mut Testbed> {
+        Ok(match traffic {
+            Traffic::ClosedPort => &mut self.closed_port,
+            Traffic::Conntrack => match &mut self.conntrack {
+                Some(bed) => bed,
+                none => none.insert(Testbed::create(traffic)?),
+            },
+        })
     }
 
     /// Floods for one sample; returns drops per second and the drop count.
-    fn flood(&mut self, duration: Duration) -> anyhow::Result<(f64, u64)> {
-        let before = self.counters.no_ports()?;
-        let max = (MAX_DATAGRAMS_PER_SEC as f64 * duration.as_secs_f64()) as u64;
-        let sent = self.sender.flood(duration, max)?;
-        std::thread::sleep(SETTLE);
-        let drops = self.counters.no_ports()? - before;
-        // Datagrams lost before UDP (a full backlog, say) would make the
-        // NoPorts rate understate the work done: say so.
-        if sent.datagrams > drops + drops / 100 {
-            eprintln!("bench: warning: sent {} datagrams but only {drops} reached the closed port", sent.datagrams);
-        }
-        Ok((drops as f64 / sent.elapsed.as_secs_f64(), drops))
+    fn flood(&mut self, traffic: Traffic, duration: Duration) -> anyhow::Result<(f64, u64)> {
+        self.testbed(traffic)?.flood(duration)
     }
 
-    fn spawn(&self, config: &Config) -> anyhow::Result<Tracer> {
-        let mut tracer = Tracer::spawn(self.params.bin, config.args)?;
+    fn spawn(&self, bin: &Binary, config: &Config) -> anyhow::Result<Tracer> {
+        let mut tracer = Tracer::spawn(bin, config.args)?;
         tracer.wait_ready()?;
         if config.wait_idle {
             tracer.wait_idle(IDLE_QUIET)?;
@@ -300,11 +349,11 @@ impl Bench<'_> {
         Ok(tracer)
     }
 
-    fn traced(&mut self, config: &Config) -> anyhow::Result<Traced> {
-        let tracer = self.spawn(config)?;
+    fn traced(&mut self, bin: &Binary, config: &Config) -> anyhow::Result<Traced> {
+        let tracer = self.spawn(bin, config)?;
         let cpu_before = tracer.cpu_time()?;
         let started = Instant::now();
-        let (rate, drops) = self.flood(self.params.sample)?;
+        let (rate, drops) = self.flood(config.traffic, self.params.sample)?;
         let cpu = (tracer.cpu_time()? - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
         let memory = tracer.memory()?;
         let events = tracer.stop()?;
@@ -314,11 +363,11 @@ impl Bench<'_> {
     /// One more traced sample with the kernel's per-program statistics on.
     /// Kept out of the rate samples because counting adds two clock reads to
     /// every program run.
-    fn cost(&mut self, config: &Config) -> anyhow::Result<Cost> {
-        let tracer = self.spawn(config)?;
+    fn cost(&mut self, bin: &Binary, config: &Config) -> anyhow::Result<Cost> {
+        let tracer = self.spawn(bin, config)?;
         let stats = BpfStats::enable()?;
         let before = tracer.prog_stats()?;
-        let (_, drops) = self.flood(self.params.sample)?;
+        let (_, drops) = self.flood(config.traffic, self.params.sample)?;
         let after = tracer.prog_stats()?;
         drop(stats);
         tracer.stop()?;

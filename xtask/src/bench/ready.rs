@@ -1,9 +1,9 @@
 //! Time from spawning skbtrace to its `--ready-file` existing: what every
 //! test and every user waits before the first packet is traced.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
-use super::skbtrace::Tracer;
+use super::skbtrace::{Binary, Tracer};
 
 pub struct Config {
     pub what: &'static str,
@@ -29,7 +29,7 @@ pub struct Timing {
 const QUIET: Duration = Duration::from_millis(200);
 
 /// `runs` starts of `config`.
-pub fn measure(bin: &Path, config: &Config, runs: usize) -> anyhow::Result<Vec<Timing>> {
+pub fn measure(bin: &Binary, config: &Config, runs: usize) -> anyhow::Result<Vec<Timing>> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let mut tracer = Tracer::spawn(bin, config.args)?;

@@ -3,8 +3,16 @@
 //! fails half-way), observed through /proc (memory, CPU time, its eBPF
 //! programs' run statistics) and stopped with SIGINT, after which its run
 //! summary says how many events it printed and lost.
+//!
+//! The binary may be an older revision's (`--baseline`), which may not take
+//! every flag of today's: [`Binary`] reads its `--help` to tell.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use testkit::process::Skbtrace;
@@ -16,6 +24,49 @@ const POLL: Duration = Duration::from_millis(1);
 /// How often CPU time is polled while waiting for idleness: the clock tick.
 const IDLE_POLL: Duration = Duration::from_millis(10);
 
+/// An skbtrace binary and the revision it was built from.
+pub struct Binary {
+    pub path: PathBuf,
+    /// `abc1234`, or `abc1234+changes` for a work tree that differs from it.
+    pub revision: String,
+    /// Its `--help`, to tell which flags it takes.
+    help: String,
+}
+
+impl Binary {
+    pub fn new(path: &Path, revision: String) -> anyhow::Result<Self> {
+        let out = Command::new(path).arg("--help").output().with_context(|| format!("running {}", path.display()))?;
+        if !out.status.success() {
+            bail!("{} --help failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(Self { path: path.to_owned(), revision, help: String::from_utf8_lossy(&out.stdout).into_owned() })
+    }
+
+    /// The first flag of `args` that this binary does not take, if any.
+    pub fn missing<'a>(&self, args: &[&'a str]) -> Option<&'a str> {
+        args.iter().copied().filter(|a| a.starts_with("--")).find(|flag| !takes(&self.help, flag))
+    }
+
+    /// Whether it writes `--summary-file` (before that flag, it only printed
+    /// its summary on stderr).
+    fn writes_summary_file(&self) -> bool {
+        takes(&self.help, "--summary-file")
+    }
+}
+
+/// Whether `help` lists `flag` (as itself, not as the start of a longer flag).
+fn takes(help: &str, flag: &str) -> bool {
+    help.match_indices(flag).any(|(at, _)| {
+        help[at + flag.len()..].chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    })
+}
+
+/// The test kit passes `--ready-file R --summary-file S` first; a binary from
+/// before `--summary-file` gets only the first pair, through a shell that
+/// `exec`s it (so the pid the benchmark watches is skbtrace's). `$0` is the
+/// binary.
+const WITHOUT_SUMMARY_FILE: &str = r#"ready=$2; shift 4; exec "$0" --ready-file "$ready" "$@""#;
+
 pub struct Tracer(testkit::process::Tracer);
 
 /// What one run printed and lost, from its summary.
@@ -23,6 +74,19 @@ pub struct Tracer(testkit::process::Tracer);
 pub struct Events {
     pub printed: u64,
     pub lost: u64,
+    /// `--explain`: stories told (the verdicts' counts), and those ended
+    /// early because too many were open.
+    pub stories: u64,
+    pub evicted: u64,
+}
+
+impl std::ops::AddAssign for Events {
+    fn add_assign(&mut self, other: Self) {
+        self.printed += other.printed;
+        self.lost += other.lost;
+        self.stories += other.stories;
+        self.evicted += other.evicted;
+    }
 }
 
 /// From /proc/PID/status, in KiB.
@@ -45,10 +109,26 @@ pub struct ProgStats {
 
 impl Tracer {
     /// Starts `bin ARGS` with stdout on /dev/null, without waiting for it.
-    pub fn spawn(bin: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let tracer =
-            Skbtrace::new(bin).args(args).stdout(Stdio::null()).poll(POLL).limits(PATIENCE, PATIENCE).spawn()?;
-        Ok(Self(tracer))
+    pub fn spawn(bin: &Binary, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start(bin, args, false)
+    }
+
+    /// As [`Tracer::spawn`], with stdout kept for [`Tracer::stop_with_json`].
+    pub fn spawn_capturing(bin: &Binary, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start(bin, args, true)
+    }
+
+    fn start(bin: &Binary, args: &[&str], capture_stdout: bool) -> anyhow::Result<Self> {
+        let command = if bin.writes_summary_file() {
+            Skbtrace::new(&bin.path)
+        } else {
+            Skbtrace::wrapped("sh", [OsStr::new("-c"), OsStr::new(WITHOUT_SUMMARY_FILE), bin.path.as_os_str()])
+        };
+        let mut command = command.args(args).poll(POLL).limits(PATIENCE, PATIENCE);
+        if !capture_stdout {
+            command = command.stdout(Stdio::null());
+        }
+        Ok(Self(command.spawn()?))
     }
 
     pub fn pid(&self) -> u32 {
@@ -131,13 +211,44 @@ impl Tracer {
 
     /// SIGINT, wait for the exit, and read the summary.
     pub fn stop(self) -> anyhow::Result<Events> {
+        Ok(self.finish()?.0)
+    }
+
+    /// As [`Tracer::stop`], with the JSON lines of a `--output-json` run
+    /// started by [`Tracer::spawn_capturing`] (its summary left out).
+    pub fn stop_with_json(self) -> anyhow::Result<(Events, Vec<serde_json::Value>)> {
+        let (events, done) = self.finish()?;
+        Ok((events, done.events()?))
+    }
+
+    fn finish(self) -> anyhow::Result<(Events, testkit::process::Finished)> {
         let done = self.0.stop()?;
         if !done.status.success() {
             bail!("skbtrace failed ({}): {}", done.status, done.stderr.trim());
         }
-        let summary = done.summary()?;
-        Ok(Events { printed: summary.events, lost: summary.lost })
+        let events = match done.summary() {
+            Ok(s) => Events { printed: s.events, lost: s.lost, stories: s.stories(), evicted: s.stories_evicted },
+            // A binary from before --summary-file (see WITHOUT_SUMMARY_FILE).
+            Err(e) => stderr_summary(&done.stderr).with_context(|| format!("{e:#}"))?,
+        };
+        Ok((events, done))
     }
+}
+
+/// The summary of a binary from before `--summary-file`, from its standard
+/// error: `skbtrace: N events` and, when any were lost, `skbtrace: lost M
+/// events (…)` (as xtask's bench read it then). Such a binary has no --explain.
+fn stderr_summary(stderr: &str) -> Option<Events> {
+    let mut printed = None;
+    let mut lost = 0;
+    for rest in stderr.lines().filter_map(|l| l.strip_prefix("skbtrace: ")) {
+        if let Some(m) = rest.strip_prefix("lost ").and_then(|r| r.split_whitespace().next()) {
+            lost = m.parse().ok()?;
+        } else if let Some(Ok(n)) = rest.strip_suffix(" events").map(str::parse) {
+            printed = Some(n);
+        }
+    }
+    printed.map(|printed| Events { printed, lost, ..Events::default() })
 }
 
 /// `prog_type` numbers (enum bpf_prog_type) as skbtrace's backends name them.
@@ -165,6 +276,23 @@ fn fdinfo_value(text: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_on_stderr_with_and_without_losses() {
+        let quiet = "skbtrace: attached 1, skipped 0 in 0.0s\nskbtrace: 0 events\n";
+        assert_eq!(stderr_summary(quiet), Some(Events::default()));
+        let lossy = "skbtrace: lost 17 events (the ring buffer was full; try a larger --ring-size)\n\
+                     skbtrace: 1000 events\n";
+        assert_eq!(stderr_summary(lossy), Some(Events { printed: 1000, lost: 17, ..Events::default() }));
+        assert_eq!(stderr_summary("skbtrace: attached 1, skipped 0 in 0.0s\n"), None);
+    }
+
+    #[test]
+    fn flags_in_help() {
+        let help = "      --filter-func <REGEX>\n      --output-ct\n      --output-tuple[=<BOOL>]\n";
+        assert!(takes(help, "--filter-func") && takes(help, "--output-ct") && takes(help, "--output-tuple"));
+        assert!(!takes(help, "--filter") && !takes(help, "--output") && !takes(help, "--explain"));
+    }
 
     #[test]
     fn proc_fields() {

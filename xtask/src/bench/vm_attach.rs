@@ -99,7 +99,7 @@ mod tests {
         "BENCH attach backend=kprobe-multi attach_s=2.1 detach_s=1.7 rss_kib=37932 rc=0\n",
         r#"BENCH summary {"summary":{"events":0,"lost":0,"lost_by_probe":[],"drops":[],"backend":"kprobe-multi","#,
         r#""attached":1607,"skipped":0,"attach_seconds":0.131093915,"detached":1,"detach_seconds":0.157406874,"#,
-        r#""end":"signal","command":null,"assertions":[],"exit_code":0}}"#,
+        r#""end":"signal","command":null,"assertions":[],"exit_code":0,"verdicts":[],"stories_evicted":0}}"#,
         "\nskbtrace: attaching kprobe-multi: 1607 targets\nskbtrace: 0 events\n",
     );
 
