@@ -127,7 +127,9 @@ fn a_reply_after_the_command_exits_is_traced() -> anyhow::Result<()> {
     let ns = Netns::new("cig")?;
     let server = ns.run(|| UdpSocket::bind("127.0.0.1:0"))?;
     let port = server.local_addr()?.port();
-    server.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // The datagram comes once skbtrace has attached, which takes minutes
+    // with kprobes in a TCG VM on a busy host: as long as skbtrace may take.
+    server.set_read_timeout(Some(Duration::from_secs(300)))?;
     let replier = std::thread::spawn(move || -> std::io::Result<()> {
         let mut buf = [0; 64];
         let (_, client) = server.recv_from(&mut buf)?;
