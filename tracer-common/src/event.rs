@@ -34,6 +34,10 @@ pub const FLAG_FREED: u8 = 1 << 2;
 /// Event flag: the skb had a conntrack entry (or was marked untracked) and
 /// the record is an [`EventCt`]: a [`Ct`] block follows the event.
 pub const FLAG_CT: u8 = 1 << 3;
+/// Event flag: the event is nf_tables's verdict on the skb (`--nft-trace`)
+/// and the record is an [`EventNft`]: a [`Ct`] block (meaningful only with
+/// [`FLAG_CT`]) and an [`Nft`] block follow the event.
+pub const FLAG_NFT: u8 = 1 << 4;
 
 /// One skb seen at one probe. Built in a per-CPU scratch slot, filtered, then
 /// copied whole into the ring buffer.
@@ -230,5 +234,94 @@ impl Ct {
         // SAFETY: length checked above; Ct is plain data valid for any bit
         // pattern, and read_unaligned copes with the ring buffer's alignment.
         Some(unsafe { core::ptr::read_unaligned(bytes[EVENT_SIZE..].as_ptr().cast::<Self>()) })
+    }
+}
+
+/// Room for a table's or chain's name; longer names are cut (nf_tables
+/// allows 256 bytes, iptables-nft's chains have at most 28).
+pub const NFT_NAME_LEN: usize = 64;
+
+/// `Nft::trace_type` (`enum nft_trace_types`, UAPI).
+pub const NFT_TRACETYPE_POLICY: u8 = 1;
+pub const NFT_TRACETYPE_RETURN: u8 = 2;
+pub const NFT_TRACETYPE_RULE: u8 = 3;
+
+/// `Nft::flags`: the chain a rule is in could not be found within
+/// `NFT_RULE_WALK_MAX` rules; `chain` is the base chain the packet entered.
+pub const NFT_CHAIN_BASE: u8 = 1 << 0;
+
+/// What nf_tables decided about an skb at one rule, or at a chain's end or
+/// policy, as `__nft_trace_packet` saw it (`--nft-trace`). Only in records
+/// whose event has [`FLAG_NFT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nft {
+    /// The rule's handle, as `nft -a list ruleset` shows it; 0 when the
+    /// verdict is no rule's (a chain's policy or its end).
+    pub handle: u64,
+    /// `nft_verdict.code`: `NF_DROP` 0, `NF_ACCEPT` 1, `NF_STOLEN` 2,
+    /// `NF_QUEUE` 3 (the queue number above), `NFT_CONTINUE` -1, `NFT_BREAK`
+    /// -2, `NFT_JUMP` -3, `NFT_GOTO` -4, `NFT_RETURN` -5; for a policy, the
+    /// base chain's policy.
+    pub verdict: i32,
+    /// `NFT_TRACETYPE_*`.
+    pub trace_type: u8,
+    /// The table's family: `NFPROTO_INET` 1, `IPV4` 2, `ARP` 3, `NETDEV` 5,
+    /// `BRIDGE` 7, `IPV6` 10.
+    pub family: u8,
+    /// `nf_hook_state.hook`: with the family, which hook (`NF_INET_*`).
+    pub hook: u8,
+    /// `NFT_CHAIN_BASE`.
+    pub flags: u8,
+    /// NUL-terminated unless cut.
+    pub table: [u8; NFT_NAME_LEN],
+    pub chain: [u8; NFT_NAME_LEN],
+    /// The chain a jump or goto goes to; empty for other verdicts.
+    pub target: [u8; NFT_NAME_LEN],
+}
+
+pub const NFT_SIZE: usize = 16 + 3 * NFT_NAME_LEN;
+const _: () = assert!(core::mem::size_of::<Nft>() == NFT_SIZE);
+
+/// The ring-buffer record of an event with [`FLAG_NFT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventNft {
+    pub event: Event,
+    pub ct: Ct,
+    pub nft: Nft,
+}
+
+pub const EVENT_NFT_SIZE: usize = EVENT_CT_SIZE + NFT_SIZE;
+const _: () = assert!(core::mem::size_of::<EventNft>() == EVENT_NFT_SIZE);
+const _: () = assert!(core::mem::offset_of!(EventNft, ct) == EVENT_SIZE);
+const _: () = assert!(core::mem::offset_of!(EventNft, nft) == EVENT_CT_SIZE);
+
+impl Nft {
+    pub const fn zeroed() -> Self {
+        Self {
+            handle: 0,
+            verdict: 0,
+            trace_type: 0,
+            family: 0,
+            hook: 0,
+            flags: 0,
+            table: [0; NFT_NAME_LEN],
+            chain: [0; NFT_NAME_LEN],
+            target: [0; NFT_NAME_LEN],
+        }
+    }
+
+    /// The nf_tables block of a ring-buffer record: `None` when the event
+    /// has no [`FLAG_NFT`] or the record is too short to hold the block.
+    #[cfg(feature = "user")]
+    pub fn from_record(bytes: &[u8]) -> Option<Self> {
+        let flags = *bytes.get(core::mem::offset_of!(Event, flags))?;
+        if flags & FLAG_NFT == 0 || bytes.len() < EVENT_NFT_SIZE {
+            return None;
+        }
+        // SAFETY: length checked above; Nft is plain data valid for any bit
+        // pattern, and read_unaligned copes with the ring buffer's alignment.
+        Some(unsafe { core::ptr::read_unaligned(bytes[EVENT_CT_SIZE..].as_ptr().cast::<Self>()) })
     }
 }

@@ -14,9 +14,12 @@ use tracer_common::{
     Config, Event,
     config::{
         CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_SKB_EXPR, CFG_STACK,
-        CFG_TRACK_SKB, CtOffsets, OFFSET_NONE, SKB_READ_MAX,
+        CFG_TRACK_SKB, CtOffsets, NftOffsets, OFFSET_NONE, SKB_READ_MAX,
     },
-    event::{Capture, EVENT_CT_SIZE, EVENT_SIZE, EventCt, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
+    event::{
+        Capture, EVENT_CT_SIZE, EVENT_NFT_SIZE, EVENT_SIZE, EventCt, EventNft, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON,
+        FLAG_NFT, FLAG_TRACKED,
+    },
     limits::SNAPLEN_MAX,
 };
 
@@ -60,6 +63,14 @@ pub fn nfct_offset() -> u32 {
     unsafe { read_volatile(&CONFIG.offsets.ct.skb_nfct) }
 }
 
+/// nf_tables's layout (`--nft-trace`), read where it is used, like
+/// [`ct_offsets`].
+#[inline(always)]
+pub fn nft_offsets() -> NftOffsets {
+    // SAFETY: CONFIG is plain data, read-only once loaded.
+    unsafe { read_volatile(&CONFIG.nft) }
+}
+
 /// What a probe knows besides the skb.
 pub struct Site {
     /// Kprobes: the probed function's address. Tracepoints: 0.
@@ -69,6 +80,8 @@ pub struct Site {
     pub location: u64,
     /// The skb is freed here: forget it after this event.
     pub frees: bool,
+    /// `__nft_trace_packet`'s arguments: the event carries nf_tables's verdict.
+    pub nft: Option<crate::nft::NftArgs>,
 }
 
 /// Reads a `T` at `base + off`; zero when the field is absent or unreadable.
@@ -280,7 +293,24 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     if with_ct {
         ev.flags |= FLAG_CT;
     }
-    let size = if with_ct { EVENT_CT_SIZE } else { EVENT_SIZE };
+    // nf_tables's verdict (`kprobe_nft_trace` only): its block follows the
+    // conntrack block, which is then sent whether or not FLAG_CT says it holds one.
+    let with_nft = match &site.nft {
+        Some(args) => {
+            // SAFETY: the per-CPU slot is ours; `nft` is not `ev`.
+            crate::nft::fill(unsafe { &mut (*scratch).record.nft }, args);
+            ev.flags |= FLAG_NFT;
+            true
+        }
+        None => false,
+    };
+    let size = if with_nft {
+        EVENT_NFT_SIZE
+    } else if with_ct {
+        EVENT_CT_SIZE
+    } else {
+        EVENT_SIZE
+    };
 
     // `--output-skb` and friends: their record goes first (`skb_dump.rs`).
     if crate::skb_dump::wanted() != 0 {
@@ -293,9 +323,12 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let mark = cfg.wakeup_bytes as u64;
     let flags = if waiting < mark && waiting + size as u64 >= mark { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
-    let sent = if with_ct {
+    let sent = if with_nft {
         // SAFETY: `ev` is not used past this point; the record holds it.
-        EVENTS.output::<EventCt>(unsafe { &*(&raw const (*scratch).record) }, flags)
+        EVENTS.output::<EventNft>(unsafe { &*(&raw const (*scratch).record) }, flags)
+    } else if with_ct {
+        // SAFETY: as above; an EventCt is the record's first part (both repr(C)).
+        EVENTS.output::<EventCt>(unsafe { &*(&raw const (*scratch).record).cast::<EventCt>() }, flags)
     } else {
         EVENTS.output::<Event>(&*ev, flags)
     };

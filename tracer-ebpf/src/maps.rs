@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     config::SKB_READ_MAX,
-    event::EventCt,
+    event::EventNft,
     limits::{CLONING_ENTRIES, LOST_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
     names,
 };
@@ -20,12 +20,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES_DEFAULT, 0);
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// An event with room for its conntrack block, and room after it: the
+/// An event with room for its conntrack and nf_tables blocks, and room after it: the
 /// verifier knows `Packet::copy`'s length only as a mask's bound, 511, and
 /// must see room for that much. Then the copy of the skb's `nf_conn`.
 #[repr(C)]
 pub struct Scratch {
-    pub record: EventCt,
+    pub record: EventNft,
     pub slack: [u8; SNAPLEN_MAX],
     /// 8-aligned: fields are loaded from it with aligned loads.
     pub nf_conn: [u64; crate::conntrack::CT_BUF / 8],
