@@ -39,6 +39,7 @@ pub mod generate;
 pub mod ksym;
 pub mod loader;
 pub mod netns;
+pub mod nft_trace;
 pub mod output;
 pub mod privileges;
 pub mod probes;

@@ -117,7 +117,8 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
     if let Some(explain) = spec.explain {
         let out = text_out.unwrap_or_else(|| Box::new(io::sink()));
         let env = Box::new(crate::explain::evidence::Host::default());
-        consumers.push(Box::new(crate::explain::Explainer::new(out, spec.format, explain, env, notes.clone())));
+        let explainer = crate::explain::Explainer::new(out, spec.format, explain, env, notes.clone());
+        consumers.push(Box::new(explainer.with_nft_trace(spec.nft_trace)));
     } else if let Some(out) = text_out {
         consumers.push(match spec.format {
             Format::Json => Box::new(json::JsonPrinter::new(out)),
@@ -350,6 +351,7 @@ mod tests {
             netns_name: None,
             tunnel: None,
             skb_fields: None,
+            nft: None,
             ct: None,
         }
     }
@@ -442,6 +444,7 @@ mod tests {
             "tuple",
             "tunnel",
             "ct",
+            "nft",
             "func",
             "func_column",
             "drop_reason",
@@ -463,6 +466,8 @@ mod tests {
         assert_eq!(keys, want);
         let tuple_keys: Vec<&str> = v["tuple"].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(tuple_keys, ["daddr", "dport", "proto", "saddr", "sport", "tcp_flags"]);
+        let nft_keys: Vec<&str> = v["nft"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(nft_keys, ["chain", "family", "handle", "hook", "table", "target", "type", "verdict"]);
         assert_eq!(v["tuple"]["saddr"], "127.0.0.1");
         assert_eq!(v["tuple"]["proto"], "udp");
     }
