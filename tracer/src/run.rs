@@ -129,9 +129,10 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
 
     if cfg.probes.nft_trace && !probes::kprobes_available() {
         bail!(
-            "--nft-trace needs kprobes (it probes {}): {}",
+            "--nft-trace needs kprobes (it probes {}), and this kernel cannot attach them ({} is missing): run \
+             without --nft-trace (the tracepoint backend still sees netfilter drops, without the rule)",
             crate::btf::nft::TRACE_FUNCTION,
-            probes::kprobe::NoKprobes
+            probes::kprobe::PMU_TYPE_PATH
         );
     }
     let mut kernel = Kernel::discover(&cfg.probes)?;

@@ -64,6 +64,8 @@ pub struct TraceTable {
     seq: u32,
     /// Whether the kernel took the owner flag.
     pub owned: bool,
+    /// Whether the table was created (and so is removed on drop).
+    installed: bool,
 }
 
 impl TraceTable {
@@ -74,7 +76,7 @@ impl TraceTable {
             )),
             _ => anyhow::Error::from(e).context("opening a netfilter netlink socket"),
         })?;
-        let mut table = Self { socket, seq: 0, owned: false };
+        let mut table = Self { socket, seq: 0, owned: false, installed: false };
         table.socket.bind_auto().context("binding the netfilter netlink socket")?;
         table.socket.connect(&SocketAddr::new(0, 0)).context("connecting the netfilter netlink socket")?;
         set_reply_timeout(&table.socket)?;
@@ -104,6 +106,7 @@ impl TraceTable {
             }
             Err(e) => return Err(anyhow!("--nft-trace: creating table inet {TABLE}: {e}")),
         }
+        table.installed = true;
         Ok(table)
     }
 
@@ -186,6 +189,9 @@ impl TraceTable {
 
 impl Drop for TraceTable {
     fn drop(&mut self) {
+        if !self.installed {
+            return;
+        }
         match self.remove() {
             Ok(()) => log::debug!("--nft-trace: table inet {TABLE} removed"),
             Err(e) if self.owned => log::debug!("{e:#}; the kernel removes it as the socket closes"),
@@ -308,5 +314,86 @@ mod tests {
         assert!(text.contains("Owner") && text.contains("NftraceBit") && text.contains("Value([1])"), "{text}");
         assert!(!format!("{:?}", create(false)).contains("Owner"));
         assert_eq!(reply_seq(&[0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0]), Some(7));
+    }
+
+    /// The tables of this thread's netns: (name, flags).
+    fn tables_here() -> Vec<(String, u32)> {
+        use netlink_packet_core::NLM_F_DUMP;
+        use netlink_packet_netfilter::NetfilterMessageInner;
+        let socket = Socket::new(NETLINK_NETFILTER).expect("socket");
+        socket.connect(&SocketAddr::new(0, 0)).expect("connect");
+        let mut buf = Vec::new();
+        let get = NfTablesMessage::GetTable(TableMessage { attributes: vec![] });
+        push(&mut buf, 1, NLM_F_REQUEST | NLM_F_DUMP, NetfilterProtoFamily::Inet, 0, get);
+        socket.send(&buf, 0).expect("send");
+        let mut tables = Vec::new();
+        loop {
+            let (datagram, _) = socket.recv_from_full().expect("recv");
+            let mut rest = datagram.as_slice();
+            while !rest.is_empty() {
+                let m = NetlinkMessage::<NetfilterMessage>::deserialize(rest).expect("parse");
+                rest = &rest[(m.header.length as usize).min(rest.len())..];
+                match m.payload {
+                    NetlinkPayload::Done(_) => return tables,
+                    NetlinkPayload::InnerMessage(NetfilterMessage {
+                        inner: NetfilterMessageInner::NfTables(NfTablesMessage::NewTable(t)),
+                        ..
+                    }) => {
+                        let mut entry = (String::new(), 0);
+                        for a in t.attributes {
+                            match a {
+                                TableAttribute::Name(n) => entry.0 = n,
+                                TableAttribute::Flags(f) => entry.1 = f.bits(),
+                                _ => {}
+                            }
+                        }
+                        tables.push(entry);
+                    }
+                    NetlinkPayload::Error(e) => panic!("dumping tables: {}", e.to_io()),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// In a netns of its own (nf_tables's static key is global: tracing is
+    /// on for the moments the test holds the table). Needs root and
+    /// nf_tables; skipped without them, except under CI with root.
+    #[test]
+    fn installs_refuses_a_second_owner_and_removes() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: not root");
+            return;
+        }
+        std::thread::spawn(|| {
+            // SAFETY: unshare on this thread only.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            let table = match TraceTable::install() {
+                Ok(t) => t,
+                Err(e) if e.downcast_ref::<NoNfTables>().is_some() && std::env::var_os("CI").is_none() => {
+                    eprintln!("SKIPPED: {e:#}");
+                    return;
+                }
+                Err(e) => panic!("{e:#}"),
+            };
+            let owner = TableFlags::Owner.bits();
+            assert!(table.owned, "this kernel takes owner tables");
+            assert_eq!(tables_here(), [(TABLE.to_owned(), owner)]);
+            let second = TraceTable::install().err().expect("the table has an owner");
+            assert!(format!("{second:#}").contains("belongs to another process"), "{second:#}");
+            assert_eq!(tables_here().len(), 1, "the first run's table stays");
+            drop(table);
+            assert_eq!(tables_here(), []);
+            // The owner flag: closing the socket (a SIGKILL) removes it too.
+            let table = TraceTable::install().expect("again");
+            let TraceTable { socket, .. } = &table;
+            // SAFETY: closes the socket's descriptor; `forget` below keeps it from being closed twice.
+            unsafe { libc::close(socket.as_raw_fd()) };
+            std::mem::forget(table);
+            assert_eq!(tables_here(), [], "the kernel removed the owner's table");
+        })
+        .join()
+        .expect("the test thread");
     }
 }
