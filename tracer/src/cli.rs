@@ -197,7 +197,7 @@ pub struct Args {
     #[arg(long)]
     pub explain: bool,
     /// Name the nf_tables rule (table, chain, handle, verdict) that decided about each traced packet: a kprobe
-    /// on __nft_trace_packet (kprobes only). Costs: it installs table inet skbtrace_nft_trace (a hookless `meta
+    /// on __nft_trace_packet (kprobes only). Costs: it installs table inet skbtrace_nft_trace_PID (a hookless `meta
     /// nftrace set 1` rule, removed at exit), which turns on nf_tables tracing for every packet in every netns
     /// while skbtrace runs: every rule verdict of every packet calls __nft_trace_packet and runs the probe.
     #[arg(long)]

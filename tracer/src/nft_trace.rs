@@ -50,7 +50,7 @@ impl Tracing {
         note!(
             "--nft-trace: nf_tables now traces every packet in every netns (table inet {} installed; removed at \
              exit): each rule verdict of each packet runs skbtrace's probe",
-            table::TABLE
+            table.name
         );
         Ok(Self { table, offsets })
     }
