@@ -387,6 +387,27 @@ mod tests {
         );
     }
 
+    /// `--nft-trace`'s verdict after FUNC in text, in `nft` in JSON.
+    #[test]
+    fn an_nft_verdict_follows_func() {
+        use tracer_common::event::{NFT_TRACETYPE_RULE, Nft};
+        let mut wire = Nft::zeroed();
+        (wire.handle, wire.verdict, wire.trace_type, wire.family, wire.hook) = (4, 0, NFT_TRACETYPE_RULE, 1, 1);
+        wire.table[..2].copy_from_slice(b"fw");
+        wire.chain[..5].copy_from_slice(b"input");
+        let mut e = resolved(drop_event());
+        (e.func, e.drop) = ("__nft_trace_packet".into(), None);
+        e.nft = Some(Box::new(crate::nft_trace::NftTrace::from_wire(&wire)));
+        let mut out = Vec::new();
+        TextPrinter::new(&mut out, Timestamp::None, Columns::default()).event(&e).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(" __nft_trace_packet nft: inet fw input handle 4 drop (hook input)\n"), "{text}");
+        let mut out = Vec::new();
+        JsonPrinter::new(&mut out).event(&e).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((v["nft"]["table"].as_str(), v["nft"]["handle"].as_u64()), (Some("fw"), Some(4)));
+    }
+
     #[test]
     fn json_line_has_every_field() {
         let mut out = Vec::new();
