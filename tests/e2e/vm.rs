@@ -48,8 +48,8 @@ fn scenarios_in_vm(kernel: Kernel, backend: Backend) -> anyhow::Result<()> {
     let mut opts = VmOptions::new(kernel, dist_bin, testkit::workspace_root().join("tests/vm/e2e.sh"));
     opts.args = vec![backend.to_string(), binary_name, SCENARIOS.to_owned()];
     opts.copy = vec![binary, skbtrace::udpsend()];
-    // For the VXLAN scenario (output_tunnel_shows_the_vxlan_inner_tuple), and --nft-trace's.
-    opts.modules = ["vxlan", "nf_tables", "nft_compat"].map(str::to_owned).to_vec();
+    // For the VXLAN scenario (output_tunnel_shows_the_vxlan_inner_tuple).
+    opts.modules = vec!["vxlan".to_owned()];
     opts.timeout = Duration::from_secs(1800);
     let out = vm::run(&opts).with_context(|| format!("the {kernel} VM failed"))?;
 
