@@ -20,8 +20,8 @@
 //! socket closes, even after a SIGKILL.
 //!
 //! - [`table`]: the trace table, installed and removed over netlink.
-//! - [`ruleset`]: a rule's text, from `nft -a list chain` in the packet's
-//!   netns, found by its handle.
+//! - [`ruleset`]: a rule's chain and text, from `nft -a list table` in the
+//!   packet's netns, found by its handle.
 //! - [`NftTrace`]: the event's nf_tables block, named, for the printers and
 //!   `--explain`.
 

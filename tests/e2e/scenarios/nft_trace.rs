@@ -63,7 +63,7 @@ fn nft_trace_names_the_rule_that_dropped() -> anyhow::Result<()> {
     let events = t.stop(events)?;
     let explain = explain.stop()?;
     ensure!(explain.status.success(), "--explain exited {}:\n{}", explain.status, explain.stderr);
-    ensure!(!trace_table_left()?, "table inet skbtrace_nft_trace is still there after the runs");
+    ensure!(!trace_table_left()?, "a table inet skbtrace_nft_trace_PID is still there after the runs");
 
     // Per event: the rule, the hook, the verdict.
     let events = events.events()?;
