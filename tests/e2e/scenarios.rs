@@ -10,6 +10,7 @@ mod ci_mode;
 mod drops;
 mod filters;
 mod limit;
+mod nft_trace;
 mod pwru_meanings;
 mod skb_fields;
 mod tracking;

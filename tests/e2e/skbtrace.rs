@@ -54,6 +54,7 @@ pub const EVENT_FIELDS: &[&str] = &[
     "tuple",
     "tunnel",
     "ct",
+    "nft",
     "func",
     "func_column",
     "drop_reason",

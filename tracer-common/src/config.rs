@@ -101,6 +101,84 @@ impl CtOffsets {
 /// Most bytes of `struct sk_buff` read at once.
 pub const SKB_READ_MAX: u32 = 256;
 
+/// A bitfield inside one aligned 64-bit word: the word's byte offset, where
+/// the field starts in it (bits, from the least significant) and its width.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BitField {
+    pub word: u16,
+    pub shift: u8,
+    pub bits: u8,
+}
+
+impl BitField {
+    /// The field's value in `word`, the 64-bit word at [`Self::word`].
+    pub const fn get(self, word: u64) -> u64 {
+        let mask = if self.bits >= 64 { u64::MAX } else { (1u64 << self.bits) - 1 };
+        (word >> (self.shift & 63)) & mask
+    }
+}
+
+/// For `--nft-trace`: where `__nft_trace_packet`'s arguments are, and the
+/// offsets of what the program reads behind them, from nf_tables's BTF.
+/// The function changed shape across kernels (6.1: `(info, chain, type)`
+/// with the packet, rule and verdict in `info`; 6.12 and 6.18: `(pkt,
+/// verdict, rule, info, type)`, the chain found after the rule's chain's
+/// last rule), so each piece
+/// comes either from an argument or from `struct nft_traceinfo`:
+/// `NFT_ARG_NONE` and `NFT_OFFSET_NONE` say which.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NftOffsets {
+    /// 0-based argument positions of `__nft_trace_packet`.
+    pub arg_pkt: u8,
+    pub arg_verdict: u8,
+    pub arg_rule: u8,
+    pub arg_info: u8,
+    pub arg_chain: u8,
+    pub arg_type: u8,
+    pub _pad: [u8; 2],
+    /// `struct nft_traceinfo`.
+    pub info_pkt: u16,
+    pub info_basechain: u16,
+    pub info_rule: u16,
+    pub info_verdict: u16,
+    /// `struct nft_pktinfo`.
+    pub pkt_skb: u16,
+    pub pkt_state: u16,
+    /// `struct nf_hook_state.hook`.
+    pub state_hook: u16,
+    /// `sizeof(struct nft_rule_dp)`: the next rule is this plus `dlen` on.
+    pub rule_size: u16,
+    /// `struct nft_rule_dp`'s bitfields.
+    pub rule_is_last: BitField,
+    pub rule_dlen: BitField,
+    pub rule_handle: BitField,
+    /// `struct nft_rule_dp_last.chain`, after a chain's last rule (not in 6.1).
+    pub last_chain: u16,
+    /// `struct nft_base_chain`.
+    pub basechain_policy: u16,
+    pub basechain_chain: u16,
+    /// `struct nft_chain`.
+    pub chain_table: u16,
+    pub chain_name: u16,
+    /// `struct nft_table`.
+    pub table_name: u16,
+    pub table_family: BitField,
+    /// `struct nft_verdict`.
+    pub verdict_code: u16,
+    pub verdict_chain: u16,
+}
+
+/// An argument `__nft_trace_packet` does not have on this kernel.
+pub const NFT_ARG_NONE: u8 = u8::MAX;
+/// A field this kernel's nf_tables does not have.
+pub const NFT_OFFSET_NONE: u16 = u16::MAX;
+/// Rules walked at most to find the chain a rule is in (without a chain
+/// argument); past
+/// them the event names the base chain and says so (`NFT_CHAIN_BASE`).
+pub const NFT_RULE_WALK_MAX: u32 = 64;
+
 pub const OFFSET_NONE: u32 = u32::MAX;
 
 /// Config flag: keep following an skb once it matched (`--filter-track-skb`).
@@ -120,6 +198,8 @@ pub const CFG_PID: u32 = 1 << 7;
 pub const CFG_SKB_EXPR: u32 = 1 << 8;
 /// Config flag: copy the skb's conntrack entry into its event (`FLAG_CT`).
 pub const CFG_CONNTRACK: u32 = 1 << 9;
+/// Config flag: `--nft-trace`; `Config::nft` holds nf_tables's layout.
+pub const CFG_NFT_TRACE: u32 = 1 << 10;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,12 +222,50 @@ pub struct Config {
     /// filtering covers these and `snaplen`.
     pub filter_reads_l2: u32,
     pub filter_reads_l3: u32,
+    /// With `CFG_NFT_TRACE`.
+    pub nft: NftOffsets,
 }
 
 const _: () = assert!(core::mem::size_of::<CtTupleOffsets>() == 6 * 2);
 const _: () = assert!(core::mem::size_of::<CtOffsets>() == 4 + 4 * 2 + 2 * 6 * 2 + 2 * 2);
 const _: () = assert!(CT_READ_MAX < CT_OFFSET_NONE as u32);
-const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 40 + 10 * 4);
+const _: () = assert!(core::mem::size_of::<BitField>() == 4);
+const _: () = assert!(core::mem::size_of::<NftOffsets>() == 8 + 8 * 2 + 3 * 4 + 6 * 2 + 4 + 2 * 2);
+const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 40 + 10 * 4 + 56);
+
+impl NftOffsets {
+    const NO_BITS: BitField = BitField { word: NFT_OFFSET_NONE, shift: 0, bits: 0 };
+    /// No `--nft-trace`: the program is never attached.
+    pub const NONE: Self = Self {
+        arg_pkt: NFT_ARG_NONE,
+        arg_verdict: NFT_ARG_NONE,
+        arg_rule: NFT_ARG_NONE,
+        arg_info: NFT_ARG_NONE,
+        arg_chain: NFT_ARG_NONE,
+        arg_type: NFT_ARG_NONE,
+        _pad: [0; 2],
+        info_pkt: NFT_OFFSET_NONE,
+        info_basechain: NFT_OFFSET_NONE,
+        info_rule: NFT_OFFSET_NONE,
+        info_verdict: NFT_OFFSET_NONE,
+        pkt_skb: NFT_OFFSET_NONE,
+        pkt_state: NFT_OFFSET_NONE,
+        state_hook: NFT_OFFSET_NONE,
+        rule_size: NFT_OFFSET_NONE,
+        rule_is_last: Self::NO_BITS,
+        rule_dlen: Self::NO_BITS,
+        rule_handle: Self::NO_BITS,
+        last_chain: NFT_OFFSET_NONE,
+        basechain_policy: NFT_OFFSET_NONE,
+        basechain_chain: NFT_OFFSET_NONE,
+        chain_table: NFT_OFFSET_NONE,
+        chain_name: NFT_OFFSET_NONE,
+        table_name: NFT_OFFSET_NONE,
+        table_family: Self::NO_BITS,
+        verdict_code: NFT_OFFSET_NONE,
+        verdict_chain: NFT_OFFSET_NONE,
+    };
+}
 
 impl Config {
     pub const fn zeroed() -> Self {
@@ -182,6 +300,7 @@ impl Config {
             wakeup_bytes: 0,
             filter_reads_l2: 0,
             filter_reads_l3: 0,
+            nft: NftOffsets::NONE,
         }
     }
 }

@@ -31,9 +31,13 @@ pub const FLAG_TRACKED: u8 = 1 << 1;
 /// Event flag: the skb is freed at this probe (a drop or a free); its
 /// address may be reused by the next skb, so this event ends its story.
 pub const FLAG_FREED: u8 = 1 << 2;
-/// Event flag: the skb had a conntrack entry (or was marked untracked) and
-/// the record is an [`EventCt`]: a [`Ct`] block follows the event.
+/// Event flag: the skb had a conntrack entry (or was marked untracked): a
+/// [`Ct`] block follows the packet bytes (see [`EVENT_HEADER_SIZE`]).
 pub const FLAG_CT: u8 = 1 << 3;
+/// Event flag: the event is nf_tables's verdict on the skb (`--nft-trace`):
+/// a [`Ct`] block (meaningful only with [`FLAG_CT`]) and an [`Nft`] block
+/// follow the packet bytes.
+pub const FLAG_NFT: u8 = 1 << 4;
 
 /// One skb seen at one probe. Built in a per-CPU scratch slot, filtered, then
 /// copied whole into the ring buffer.
@@ -144,21 +148,29 @@ impl Event {
     }
 
     /// The ring-buffer record of this event, as the eBPF side writes it
-    /// (for tests and benchmarks).
+    /// (for tests and benchmarks); with `nft`, the conntrack block is sent
+    /// whether or not `ct` fills it.
     #[cfg(feature = "user")]
-    pub fn to_record(&self, ct: Option<&Ct>) -> alloc::vec::Vec<u8> {
+    pub fn to_record(&self, ct: Option<&Ct>, nft: Option<&Nft>) -> alloc::vec::Vec<u8> {
         let data_len = record_data_len(self.cap_len);
-        let mut record = alloc::vec::Vec::with_capacity(EVENT_HEADER_SIZE + data_len + CT_SIZE);
+        let mut record = alloc::vec::Vec::with_capacity(EVENT_HEADER_SIZE + data_len + CT_SIZE + NFT_SIZE);
         // SAFETY: Event is repr(C) plain data whose first EVENT_HEADER_SIZE
         // bytes are its fields before `data`, without padding (asserted below).
         record.extend_from_slice(unsafe {
             core::slice::from_raw_parts((self as *const Self).cast::<u8>(), EVENT_HEADER_SIZE + data_len)
         });
-        let mut flags = self.flags & !FLAG_CT;
-        if let Some(ct) = ct {
-            flags |= FLAG_CT;
+        let mut flags = self.flags & !(FLAG_CT | FLAG_NFT);
+        if ct.is_some() || nft.is_some() {
+            flags |= if ct.is_some() { FLAG_CT } else { 0 };
+            let ct = ct.copied().unwrap_or(Ct::zeroed());
             // SAFETY: Ct is repr(C) plain data without padding (sizes asserted below).
-            record.extend_from_slice(unsafe { core::slice::from_raw_parts((ct as *const Ct).cast::<u8>(), CT_SIZE) });
+            record.extend_from_slice(unsafe { core::slice::from_raw_parts((&raw const ct).cast::<u8>(), CT_SIZE) });
+        }
+        if let Some(nft) = nft {
+            flags |= FLAG_NFT;
+            // SAFETY: Nft is repr(C) plain data without padding (size asserted below).
+            record
+                .extend_from_slice(unsafe { core::slice::from_raw_parts((nft as *const Nft).cast::<u8>(), NFT_SIZE) });
         }
         record[core::mem::offset_of!(Event, flags)] = flags;
         record
@@ -252,9 +264,7 @@ impl Ct {
     #[cfg(feature = "user")]
     pub fn from_record(bytes: &[u8]) -> Option<Self> {
         let flags = *bytes.get(core::mem::offset_of!(Event, flags))?;
-        let cap_len = core::mem::offset_of!(Event, cap_len);
-        let cap_len = u16::from_ne_bytes(bytes.get(cap_len..cap_len + 2)?.try_into().ok()?);
-        let at = EVENT_HEADER_SIZE + record_data_len(cap_len);
+        let at = blocks_at(bytes)?;
         let block = bytes.get(at..at + CT_SIZE)?;
         if flags & FLAG_CT == 0 {
             return None;
@@ -263,4 +273,90 @@ impl Ct {
         // bit pattern, and read_unaligned copes with the ring buffer's alignment.
         Some(unsafe { core::ptr::read_unaligned(block.as_ptr().cast::<Self>()) })
     }
+}
+
+/// Room for a table's or chain's name; longer names are cut (nf_tables
+/// allows 256 bytes, iptables-nft's chains have at most 28).
+pub const NFT_NAME_LEN: usize = 64;
+
+/// `Nft::trace_type` (`enum nft_trace_types`, UAPI).
+pub const NFT_TRACETYPE_POLICY: u8 = 1;
+pub const NFT_TRACETYPE_RETURN: u8 = 2;
+pub const NFT_TRACETYPE_RULE: u8 = 3;
+
+/// `Nft::flags`: the chain a rule is in could not be found within
+/// `NFT_RULE_WALK_MAX` rules; `chain` is the base chain the packet entered.
+pub const NFT_CHAIN_BASE: u8 = 1 << 0;
+
+/// What nf_tables decided about an skb at one rule, or at a chain's end or
+/// policy, as `__nft_trace_packet` saw it (`--nft-trace`). Only in records
+/// whose event has [`FLAG_NFT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nft {
+    /// The rule's handle, as `nft -a list ruleset` shows it; 0 when the
+    /// verdict is no rule's (a chain's policy or its end).
+    pub handle: u64,
+    /// `nft_verdict.code`: `NF_DROP` 0, `NF_ACCEPT` 1, `NF_STOLEN` 2,
+    /// `NF_QUEUE` 3 (the queue number above), `NFT_CONTINUE` -1, `NFT_BREAK`
+    /// -2, `NFT_JUMP` -3, `NFT_GOTO` -4, `NFT_RETURN` -5; for a policy, the
+    /// base chain's policy.
+    pub verdict: i32,
+    /// `NFT_TRACETYPE_*`.
+    pub trace_type: u8,
+    /// The table's family: `NFPROTO_INET` 1, `IPV4` 2, `ARP` 3, `NETDEV` 5,
+    /// `BRIDGE` 7, `IPV6` 10.
+    pub family: u8,
+    /// `nf_hook_state.hook`: with the family, which hook (`NF_INET_*`).
+    pub hook: u8,
+    /// `NFT_CHAIN_BASE`.
+    pub flags: u8,
+    /// NUL-terminated unless cut.
+    pub table: [u8; NFT_NAME_LEN],
+    pub chain: [u8; NFT_NAME_LEN],
+    /// The chain a jump or goto goes to; empty for other verdicts.
+    pub target: [u8; NFT_NAME_LEN],
+}
+
+pub const NFT_SIZE: usize = 16 + 3 * NFT_NAME_LEN;
+const _: () = assert!(core::mem::size_of::<Nft>() == NFT_SIZE);
+
+impl Nft {
+    pub const fn zeroed() -> Self {
+        Self {
+            handle: 0,
+            verdict: 0,
+            trace_type: 0,
+            family: 0,
+            hook: 0,
+            flags: 0,
+            table: [0; NFT_NAME_LEN],
+            chain: [0; NFT_NAME_LEN],
+            target: [0; NFT_NAME_LEN],
+        }
+    }
+
+    /// The nf_tables block of a ring-buffer record: `None` when the event
+    /// has no [`FLAG_NFT`] or the record is too short to hold the block.
+    #[cfg(feature = "user")]
+    pub fn from_record(bytes: &[u8]) -> Option<Self> {
+        let flags = *bytes.get(core::mem::offset_of!(Event, flags))?;
+        let at = blocks_at(bytes)? + CT_SIZE;
+        let block = bytes.get(at..at + NFT_SIZE)?;
+        if flags & FLAG_NFT == 0 {
+            return None;
+        }
+        // SAFETY: `block` holds NFT_SIZE bytes; Nft is plain data valid for
+        // any bit pattern, and read_unaligned copes with the ring buffer's alignment.
+        Some(unsafe { core::ptr::read_unaligned(block.as_ptr().cast::<Self>()) })
+    }
+}
+
+/// Where a record's conntrack block (then the nf_tables block) starts: after
+/// its packet bytes.
+#[cfg(feature = "user")]
+fn blocks_at(bytes: &[u8]) -> Option<usize> {
+    let cap_len = core::mem::offset_of!(Event, cap_len);
+    let cap_len = u16::from_ne_bytes(bytes.get(cap_len..cap_len + 2)?.try_into().ok()?);
+    Some(EVENT_HEADER_SIZE + record_data_len(cap_len))
 }

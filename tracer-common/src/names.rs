@@ -15,13 +15,15 @@ pub const KPROBE_MULTI_SKB: &str = "kprobe_multi_skb";
 /// Entry and return of `skb_clone` and friends, for `--filter-track-skb`.
 pub const KPROBE_CLONE_ENTRY: &str = "kprobe_clone_entry";
 pub const KRETPROBE_CLONE_EXIT: &str = "kretprobe_clone_exit";
+/// `__nft_trace_packet`, nf_tables's verdict on an skb (`--nft-trace`).
+pub const KPROBE_NFT_TRACE: &str = "kprobe_nft_trace";
 /// A program per skb argument position of a tracepoint, 0-based.
 pub const TP_SKB: [&str; 4] = ["tp_skb_0", "tp_skb_1", "tp_skb_2", "tp_skb_3"];
 /// `skb:kfree_skb`, which also reads the drop location and reason.
 pub const TP_KFREE_SKB: &str = "tp_kfree_skb";
 
 /// Every program in the object.
-pub const PROGRAMS: [&str; 15] = [
+pub const PROGRAMS: [&str; 16] = [
     KPROBE_SKB[0],
     KPROBE_SKB[1],
     KPROBE_SKB[2],
@@ -32,6 +34,7 @@ pub const PROGRAMS: [&str; 15] = [
     KPROBE_MULTI_SKB,
     KPROBE_CLONE_ENTRY,
     KRETPROBE_CLONE_EXIT,
+    KPROBE_NFT_TRACE,
     TP_SKB[0],
     TP_SKB[1],
     TP_SKB[2],

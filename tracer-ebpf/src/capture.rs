@@ -14,9 +14,12 @@ use tracer_common::{
     Config, Event,
     config::{
         CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_SKB_EXPR, CFG_STACK,
-        CFG_TRACK_SKB, CtOffsets, OFFSET_NONE, SKB_READ_MAX,
+        CFG_TRACK_SKB, CtOffsets, NftOffsets, OFFSET_NONE, SKB_READ_MAX,
     },
-    event::{CT_SIZE, Capture, Ct, EVENT_HEADER_SIZE, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_TRACKED},
+    event::{
+        CT_SIZE, Capture, Ct, EVENT_HEADER_SIZE, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_NFT, FLAG_TRACKED,
+        NFT_SIZE, Nft,
+    },
     limits::SNAPLEN_MAX,
 };
 
@@ -60,6 +63,14 @@ pub fn nfct_offset() -> u32 {
     unsafe { read_volatile(&CONFIG.offsets.ct.skb_nfct) }
 }
 
+/// nf_tables's layout (`--nft-trace`), read where it is used, like
+/// [`ct_offsets`].
+#[inline(always)]
+pub fn nft_offsets() -> NftOffsets {
+    // SAFETY: CONFIG is plain data, read-only once loaded.
+    unsafe { read_volatile(&CONFIG.nft) }
+}
+
 /// What a probe knows besides the skb.
 pub struct Site {
     /// Kprobes: the probed function's address. Tracepoints: 0.
@@ -69,6 +80,8 @@ pub struct Site {
     pub location: u64,
     /// The skb is freed here: forget it after this event.
     pub frees: bool,
+    /// `__nft_trace_packet`'s arguments: the event carries nf_tables's verdict.
+    pub nft: Option<crate::nft::NftArgs>,
 }
 
 /// Reads a `T` at `base + off`; zero when the field is absent or unreadable.
@@ -294,7 +307,27 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
         // SAFETY: as above; `ev` is not used past this point.
         unsafe { (*scratch).event.flags |= FLAG_CT };
     }
-    let size = ct_at + if with_ct { CT_SIZE as u32 } else { 0 };
+    // nf_tables's verdict (`kprobe_nft_trace` only): its block follows the
+    // conntrack block, which is then sent whether or not FLAG_CT says it holds one.
+    let with_nft = match &site.nft {
+        Some(args) => {
+            // SAFETY: the per-CPU slot is ours, and `maps::Scratch` has room
+            // for an Nft after the Ct at `ct_at` (8-aligned).
+            crate::nft::fill(unsafe { &mut *scratch.cast::<u8>().add(ct_at as usize + CT_SIZE).cast::<Nft>() }, args);
+            // SAFETY: as above.
+            unsafe { (*scratch).event.flags |= FLAG_NFT };
+            true
+        }
+        None => false,
+    };
+    let size = ct_at
+        + if with_nft {
+            (CT_SIZE + NFT_SIZE) as u32
+        } else if with_ct {
+            CT_SIZE as u32
+        } else {
+            0
+        };
 
     // `--output-skb` and friends: their record goes first (`skb_dump.rs`).
     if crate::skb_dump::wanted() != 0 {
@@ -307,8 +340,8 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let mark = cfg.wakeup_bytes as u64;
     let flags = if waiting < mark && waiting + size as u64 >= mark { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
-    // SAFETY: `size` ≤ EVENT_HEADER_SIZE + DATA_LEN_MASK + CT_SIZE, within
-    // `maps::Scratch`, whose first bytes are the record.
+    // SAFETY: `size` ≤ EVENT_HEADER_SIZE + DATA_LEN_MASK + CT_SIZE + NFT_SIZE,
+    // within `maps::Scratch`, whose first bytes are the record.
     let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>().cast_const(), size as usize) };
     let sent = EVENTS.output::<[u8]>(record, flags);
     if sent.is_err() {

@@ -21,6 +21,8 @@ mod maps;
 #[cfg(target_arch = "bpf")]
 mod names;
 #[cfg(target_arch = "bpf")]
+mod nft;
+#[cfg(target_arch = "bpf")]
 mod probes;
 #[cfg(target_arch = "bpf")]
 mod skb_dump;

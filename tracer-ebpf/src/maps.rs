@@ -7,7 +7,7 @@ use aya_ebpf::{
 use tracer_common::{
     Event,
     config::SKB_READ_MAX,
-    event::{CT_SIZE, EVENT_HEADER_SIZE, EVENT_SIZE},
+    event::{CT_SIZE, EVENT_HEADER_SIZE, EVENT_SIZE, NFT_SIZE},
     limits::{CLONING_ENTRIES, LOST_ENTRIES, RING_BYTES_DEFAULT, SNAPLEN_MAX, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
     names,
 };
@@ -25,24 +25,24 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// tracer-common), a mask: a multiple of 8 at least `SNAPLEN_MAX`.
 pub const DATA_LEN_MASK: u32 = 2 * SNAPLEN_MAX as u32 - 8;
 /// How far past the event a record may reach as the verifier bounds it: to
-/// a conntrack block after `DATA_LEN_MASK` packet bytes, or to the end of
-/// `Packet::copy`'s masked length (2 * SNAPLEN_MAX - 1).
+/// the conntrack and nf_tables blocks after `DATA_LEN_MASK` packet bytes, or
+/// to the end of `Packet::copy`'s masked length (2 * SNAPLEN_MAX - 1).
 const RECORD_BOUND: usize = {
-    let ct_end = EVENT_HEADER_SIZE + DATA_LEN_MASK as usize + CT_SIZE;
+    let blocks_end = EVENT_HEADER_SIZE + DATA_LEN_MASK as usize + CT_SIZE + NFT_SIZE;
     let copy_end = EVENT_HEADER_SIZE + 2 * SNAPLEN_MAX;
-    if ct_end > copy_end { ct_end } else { copy_end }
+    if blocks_end > copy_end { blocks_end } else { copy_end }
 };
 const SCRATCH_SLACK: usize = RECORD_BOUND - EVENT_SIZE;
 
 /// The record being built (`EVENT_HEADER_SIZE` in tracer-common): the
 /// event, then room for what the verifier must see room for. It knows
-/// `Packet::copy`'s length only as a mask's bound, 511, and the conntrack
-/// block's offset after the packet bytes as one, 504 (+ `CT_SIZE`). Then the
-/// copy of the skb's `nf_conn`.
+/// `Packet::copy`'s length only as a mask's bound, 511, and the blocks'
+/// offset after the packet bytes as one, 504 (+ `CT_SIZE` + `NFT_SIZE`).
+/// Then the copy of the skb's `nf_conn`.
 #[repr(C)]
 pub struct Scratch {
     pub event: Event,
-    pub slack: [u64; SCRATCH_SLACK / 8],
+    pub slack: [u64; SCRATCH_SLACK.div_ceil(8)],
     /// 8-aligned: fields are loaded from it with aligned loads.
     pub nf_conn: [u64; crate::conntrack::CT_BUF / 8],
 }

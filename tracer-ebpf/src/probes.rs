@@ -33,6 +33,7 @@ fn kprobe_site(ctx: &ProbeContext, reason: Option<u32>) -> Site {
         reason,
         location: caller(ctx),
         frees: id & PROBE_ID_FREES != 0,
+        nft: None,
     }
 }
 
@@ -59,7 +60,7 @@ fn kprobe_arg(ctx: &ProbeContext, n: usize) -> u64 {
 /// LLVM turns a match on `n` into one read at a computed offset, which the
 /// verifier refuses on the context; a helper read at that address it takes.
 #[inline(always)]
-fn kprobe_arg_at(ctx: &ProbeContext, n: usize) -> u64 {
+pub fn kprobe_arg_at(ctx: &ProbeContext, n: usize) -> u64 {
     let regs = ctx.regs;
     // SAFETY: only addresses of fields are taken; the helper reads them.
     let field: *const u64 = unsafe {
@@ -129,15 +130,34 @@ pub fn kprobe_multi_skb(ctx: ProbeContext) -> u32 {
         reason,
         location: caller(&ctx),
         frees: cookie::frees(cookie),
+        nft: None,
     };
     handle(&ctx, skb, site)
 }
 crate::names::check_program!(kprobe_multi_skb, names::KPROBE_MULTI_SKB);
 
+/// `__nft_trace_packet` (`--nft-trace`): nf_tables's verdict on the skb
+/// of `pkt->skb`; the arguments' positions differ per kernel (`nft.rs`).
+#[kprobe]
+pub fn kprobe_nft_trace(ctx: ProbeContext) -> u32 {
+    let (skb, args) = crate::nft::args(&ctx);
+    let site = Site {
+        // SAFETY: `ctx` is this kprobe's context, as bpf_get_func_ip requires.
+        func_ip: unsafe { bpf_get_func_ip(ctx.as_ptr()) },
+        probe_id: 0,
+        reason: None,
+        location: caller(&ctx),
+        frees: false,
+        nft: Some(args),
+    };
+    handle(&ctx, skb, site)
+}
+crate::names::check_program!(kprobe_nft_trace, names::KPROBE_NFT_TRACE);
+
 #[inline(always)]
 fn tp_site(reason: Option<u32>, location: u64) -> Site {
     let id = skbtrace_probe_id();
-    Site { func_ip: 0, probe_id: id & !PROBE_ID_FREES, reason, location, frees: id & PROBE_ID_FREES != 0 }
+    Site { func_ip: 0, probe_id: id & !PROBE_ID_FREES, reason, location, frees: id & PROBE_ID_FREES != 0, nft: None }
 }
 
 macro_rules! tracepoint_at {

@@ -4,6 +4,7 @@
 
 pub mod conntrack;
 pub mod ctype;
+pub mod nft;
 mod reader;
 
 use std::{

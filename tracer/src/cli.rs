@@ -196,6 +196,12 @@ pub struct Args {
     /// One story per packet instead of one line per event, printed when it ends, with a `verdict:` line.
     #[arg(long)]
     pub explain: bool,
+    /// Name the nf_tables rule (table, chain, handle, verdict) that decided about each traced packet: a kprobe
+    /// on __nft_trace_packet (kprobes only). Costs: it installs table inet skbtrace_nft_trace_PID (a hookless `meta
+    /// nftrace set 1` rule, removed at exit), which turns on nf_tables tracing for every packet in every netns
+    /// while skbtrace runs: every rule verdict of every packet calls __nft_trace_packet and runs the probe.
+    #[arg(long)]
+    pub nft_trace: bool,
     /// --explain: a story with no event for DURATION ends (by the events' own clock) [default: 2s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub explain_idle: Option<Duration>,

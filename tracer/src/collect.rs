@@ -12,7 +12,11 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuHashMap, RingBuf, StackTraceMap};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{Event, event::Ct, names};
+use tracer_common::{
+    Event,
+    event::{Ct, Nft},
+    names,
+};
 
 use crate::{
     command::Running,
@@ -251,6 +255,7 @@ impl State<'_, '_> {
                 continue;
             };
             let ct = Ct::from_record(&item);
+            let nft = Nft::from_record(&item);
             drop(item);
             let skipped = self.tunnel_filter.is_some_and(|f| !f.accepts(raw.capture(), raw.packet()))
                 // Only with a command, which the loop waits for.
@@ -263,6 +268,7 @@ impl State<'_, '_> {
                 continue;
             }
             let mut event = self.resolver.resolve(raw, ct.as_ref());
+            event.nft = nft.map(|n| Box::new(crate::nft_trace::NftTrace::from_wire(&n)));
             if let Some(reader) = &mut self.skb_out {
                 event.skb_fields = Some(Box::new(reader.fields_for(&event.raw)));
             }

@@ -12,7 +12,8 @@ use std::{
 use regex::Regex;
 use tracer_common::{
     config::{
-        CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_PCAP, CFG_PID, CFG_STACK, CFG_TRACK_SKB,
+        CFG_CALLER, CFG_CONNTRACK, CFG_IFINDEX, CFG_MARK, CFG_NETNS, CFG_NFT_TRACE, CFG_PCAP, CFG_PID, CFG_STACK,
+        CFG_TRACK_SKB,
     },
     limits::{CLONING_ENTRIES, SNAPLEN_MAX, STACK_ENTRIES},
     skb_out::{DUMP_BYTES_MAX, DUMP_BYTES_MIN, METADATA_MAX},
@@ -90,6 +91,8 @@ pub struct ProbeSpec {
     pub track_clones: bool,
     /// The kernel's BTF from this file rather than /sys/kernel/btf/vmlinux.
     pub kernel_btf: Option<PathBuf>,
+    /// `--nft-trace`: also probe `__nft_trace_packet`, with the trace table installed.
+    pub nft_trace: bool,
 }
 
 /// Kernel modules whose functions are traced too.
@@ -144,6 +147,8 @@ pub struct OutputSpec {
     pub skb_out: SkbOutSpec,
     /// `--explain`: stories instead of lines.
     pub explain: Option<ExplainSpec>,
+    /// `--nft-trace`: events carry nf_tables's verdicts; explain can name the rule.
+    pub nft_trace: bool,
 }
 
 /// `--explain` and its bounds.
@@ -252,6 +257,11 @@ impl Config {
         if !args.ring_size.is_power_of_two() || args.ring_size < 4 {
             return Err(usage(format!("--ring-size {} must be a power of two KiB, at least 4", args.ring_size)));
         }
+        if args.nft_trace && args.backend == Backend::Tracepoint {
+            return Err(usage(
+                "--nft-trace probes __nft_trace_packet, which needs kprobes: use --backend auto, kprobe or kprobe-multi",
+            ));
+        }
         let end = end_spec(&args)?;
         let assertions = assert_spec(&args)?;
         let kernel = kernel_config(&args, expression.is_some())?;
@@ -307,6 +317,7 @@ impl Config {
             ),
             skb_out,
             explain,
+            nft_trace: args.nft_trace,
         };
         Ok(Self {
             task: if let Some(kind) = args.generate {
@@ -331,6 +342,7 @@ impl Config {
                     }
                     None => None,
                 },
+                nft_trace: args.nft_trace,
             },
             kernel,
             filter,
@@ -422,6 +434,7 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
         (args.output_caller, CFG_CALLER),
         // Explain always reads conntrack: the stories show it.
         (args.output_ct || args.explain, CFG_CONNTRACK),
+        (args.nft_trace, CFG_NFT_TRACE),
     ] {
         if on {
             kernel.flags |= flag;

@@ -68,6 +68,8 @@ pub struct Explainer<W: io::Write> {
     newest_ns: u64,
     since_sweep: u32,
     buf: String,
+    /// `--nft-trace` was given.
+    nft_trace: bool,
 }
 
 /// Events between two idle sweeps within a batch.
@@ -89,7 +91,15 @@ impl<W: io::Write> Explainer<W> {
             newest_ns: 0,
             since_sweep: 0,
             buf: String::with_capacity(4096),
+            nft_trace: false,
         }
+    }
+
+    /// Tells the rules that `--nft-trace` was given (nf_tables's verdicts
+    /// are among the events), so that they ask for it only when it was not.
+    pub fn with_nft_trace(mut self, on: bool) -> Self {
+        self.nft_trace = on;
+        self
     }
 
     fn idle_ns(&self) -> u64 {
@@ -104,7 +114,15 @@ impl<W: io::Write> Explainer<W> {
             }
             let hops = story.hops();
             let flow = self.flows.assign(&story, &hops);
-            let mut ctx = Ctx { story: &story, hops: &hops, end, flow: &flow, flows: &self.flows, env: &mut *self.env };
+            let mut ctx = Ctx {
+                story: &story,
+                hops: &hops,
+                end,
+                flow: &flow,
+                flows: &self.flows,
+                env: &mut *self.env,
+                nft_trace: self.nft_trace,
+            };
             let verdict = rules::judge(&mut ctx);
             let last = story.last();
             self.notes.set(story.skb, last.ktime_ns, &verdict.sentence);

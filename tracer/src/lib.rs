@@ -10,6 +10,8 @@
 //! - `resolve`, `packet`: events given names (function, drop reason, process, stack) and tuples.
 //! - `output`: the consumers (text, JSON, pcap-ng, summary), and `summary`: what a run saw.
 //! - `explain`: `--explain`, a consumer that tells each packet's story and its verdict.
+//! - `nft_trace`: `--nft-trace`, the trace table that turns nf_tables's tracing on and the
+//!   verdicts its probe sees.
 
 /// What `skbtrace --version` prints after the name: the package version and
 /// the commit it was built from (`unknown` outside a git checkout).
@@ -39,6 +41,7 @@ pub mod generate;
 pub mod ksym;
 pub mod loader;
 pub mod netns;
+pub mod nft_trace;
 pub mod output;
 pub mod privileges;
 pub mod probes;

@@ -126,7 +126,8 @@ pub fn open(spec: &OutputSpec, summary_file: Option<&Path>, boot_offset_ns: i128
     if let Some(explain) = spec.explain {
         let out = text_out.unwrap_or_else(|| Box::new(io::sink()));
         let env = Box::new(crate::explain::evidence::Host::default());
-        consumers.push(Box::new(crate::explain::Explainer::new(out, spec.format, explain, env, notes.clone())));
+        let explainer = crate::explain::Explainer::new(out, spec.format, explain, env, notes.clone());
+        consumers.push(Box::new(explainer.with_nft_trace(spec.nft_trace)));
     } else if let Some(out) = text_out {
         consumers.push(match spec.format {
             Format::Json => Box::new(json::JsonPrinter::new(out)),
@@ -359,6 +360,7 @@ mod tests {
             netns_name: None,
             tunnel: None,
             skb_fields: None,
+            nft: None,
             ct: None,
         }
     }
@@ -392,6 +394,27 @@ mod tests {
                 "__udp4_lib_rcv+0x4bc",
             ]
         );
+    }
+
+    /// `--nft-trace`'s verdict after FUNC in text, in `nft` in JSON.
+    #[test]
+    fn an_nft_verdict_follows_func() {
+        use tracer_common::event::{NFT_TRACETYPE_RULE, Nft};
+        let mut wire = Nft::zeroed();
+        (wire.handle, wire.verdict, wire.trace_type, wire.family, wire.hook) = (4, 0, NFT_TRACETYPE_RULE, 1, 1);
+        wire.table[..2].copy_from_slice(b"fw");
+        wire.chain[..5].copy_from_slice(b"input");
+        let mut e = resolved(drop_event());
+        (e.func, e.drop) = ("__nft_trace_packet".into(), None);
+        e.nft = Some(Box::new(crate::nft_trace::NftTrace::from_wire(&wire)));
+        let mut out = Vec::new();
+        TextPrinter::new(&mut out, Timestamp::None, Columns::default()).event(&e).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(" __nft_trace_packet nft: inet fw input handle 4 drop (hook input)\n"), "{text}");
+        let mut out = Vec::new();
+        JsonPrinter::new(&mut out).event(&e).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((v["nft"]["table"].as_str(), v["nft"]["handle"].as_u64()), (Some("fw"), Some(4)));
     }
 
     #[test]
@@ -451,6 +474,7 @@ mod tests {
             "tuple",
             "tunnel",
             "ct",
+            "nft",
             "func",
             "func_column",
             "drop_reason",
@@ -472,6 +496,8 @@ mod tests {
         assert_eq!(keys, want);
         let tuple_keys: Vec<&str> = v["tuple"].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(tuple_keys, ["daddr", "dport", "proto", "saddr", "sport", "tcp_flags"]);
+        let nft_keys: Vec<&str> = v["nft"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(nft_keys, ["chain", "family", "handle", "hook", "table", "target", "type", "verdict"]);
         assert_eq!(v["tuple"]["saddr"], "127.0.0.1");
         assert_eq!(v["tuple"]["proto"], "udp");
     }

@@ -51,6 +51,9 @@ pub struct TraceEvent {
     /// Conntrack's entry for the skb, when one is attached and conntrack is
     /// read (`--output-ct`, `--explain`).
     pub ct: Option<Conntrack>,
+    /// nf_tables's verdict (`--nft-trace`, events of `__nft_trace_packet`);
+    /// set by `collect`.
+    pub nft: Option<Box<crate::nft_trace::NftTrace>>,
 }
 
 /// A drop: the kernel's reason and where it happened.
@@ -279,7 +282,21 @@ impl<'a> Resolver<'a> {
         let netns_name = self.netns_name(raw.netns);
         let tunnel = if self.wanted.tunnel { decode::tunnel(raw.capture(), raw.packet()) } else { None };
         let ct = ct.zip(self.ct_names.as_ref()).map(|(ct, names)| Conntrack::decode(ct, names));
-        TraceEvent { raw, func, drop, caller, process, tuple, stack, time, netns_name, tunnel, ct, skb_fields: None }
+        TraceEvent {
+            raw,
+            func,
+            drop,
+            caller,
+            process,
+            tuple,
+            stack,
+            time,
+            netns_name,
+            tunnel,
+            ct,
+            skb_fields: None,
+            nft: None,
+        }
     }
 
     /// A probe as the LOST map keys it: the function's address (kprobes)

@@ -20,6 +20,7 @@ use crate::{
     filter::{self, skb_expr::SkbExprError},
     ksym,
     loader::{Filters, Loader, Programs},
+    nft_trace::Tracing,
     output, privileges,
     probes::{
         self, Attached, kprobe_multi,
@@ -126,14 +127,25 @@ fn trace(cfg: Config) -> anyhow::Result<RunSummary> {
     let _guard = rt.enter();
     let mut stop = Stop::install()?;
 
+    if cfg.probes.nft_trace && !probes::kprobes_available() {
+        bail!(
+            "--nft-trace needs kprobes (it probes {}), and this kernel cannot attach them ({} is missing): run \
+             without --nft-trace (the tracepoint backend still sees netfilter drops, without the rule)",
+            crate::btf::nft::TRACE_FUNCTION,
+            probes::kprobe::PMU_TYPE_PATH
+        );
+    }
     let mut kernel = Kernel::discover(&cfg.probes)?;
+    // nf_tables traces while this lives: it is dropped (the trace table
+    // removed) on every way out of this function, after the probes detach.
+    let nft = cfg.probes.nft_trace.then(|| Tracing::start(&kernel.btf)).transpose()?;
     // What the event loop needs is ready before the ready file says so
     // (events that wait unread make the eBPF side wake us harder).
     let reasons = DropReasons::from_btf(&kernel.btf);
     let ct_names = (cfg.kernel.flags & CFG_CONNTRACK != 0).then(|| CtNames::from_btf(&kernel.btf));
     cfg.assertions.validate(&reasons)?;
     let skb_out = skb_out::compile(&cfg.output.skb_out, &kernel.btf)?;
-    let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &skb_out, &mut stop)?;
+    let (mut loader, mut attached, attach_seconds) = attach(&cfg, &mut kernel, &skb_out, nft.as_ref(), &mut stop)?;
     let Kernel { btf, mut kallsyms, .. } = kernel;
     let mut links = attached.take_links();
     let mut summary = if stop.requested() {
@@ -197,10 +209,11 @@ fn attach(
     cfg: &Config,
     kernel: &mut Kernel,
     skb_out: &skb_out::Compiled,
+    nft: Option<&Tracing>,
     stop: &mut Stop,
 ) -> anyhow::Result<(Loader, Attached, f64)> {
     let started = Instant::now();
-    let loader = load(cfg, kernel, skb_out)?;
+    let loader = load(cfg, kernel, skb_out, nft)?;
     log::debug!("maps created and programs linked at {:?}", started.elapsed());
     // The kprobe-multi program needs no targets: the verifier checks it
     // while ftrace's list is still being read.
@@ -215,7 +228,10 @@ fn attach(
     kernel.kallsyms.begin()?;
     probes::raise_fd_limit();
     let attach_started = Instant::now();
-    let attached = plan.attach(&loader, multi_program, cfg.probes.track_clones, stop)?;
+    let mut attached = plan.attach(&loader, multi_program, cfg.probes.track_clones, stop)?;
+    if nft.is_some() {
+        probes::kprobe::attach_nft_trace(&loader, &mut attached)?;
+    }
     let seconds = attach_started.elapsed().as_secs_f64();
     note!("{} in {seconds:.1}s", attached.summary());
     if cfg.verbose {
@@ -228,9 +244,12 @@ fn attach(
 }
 
 /// The eBPF object with this run's configuration, offsets and filters.
-fn load(cfg: &Config, kernel: &Kernel, skb_out: &skb_out::Compiled) -> anyhow::Result<Loader> {
+fn load(cfg: &Config, kernel: &Kernel, skb_out: &skb_out::Compiled, nft: Option<&Tracing>) -> anyhow::Result<Loader> {
     let mut kernel_cfg = cfg.kernel;
     kernel_cfg.offsets = kernel.btf.offsets()?;
+    if let Some(nft) = nft {
+        kernel_cfg.nft = nft.offsets;
+    }
     if kernel_cfg.flags & CFG_CONNTRACK != 0
         && let Err(why) = kernel.btf.conntrack_offsets()
     {

@@ -17,6 +17,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "cpio",
     "iproute2",
     "iptables",
+    "nftables", // nft in the VM: the --nft-trace scenario's rules, and the rules' text
     "tshark",   // reads skbtrace's pcap-ng in tests
     "xz-utils", // kernel modules in Debian's packages are compressed
     "zstd",

@@ -132,6 +132,10 @@ struct HostTools {
     /// iptables' match and target extensions, loaded with dlopen (invisible to ldd).
     xtables_extensions: Vec<PathBuf>,
     nsenter: Option<PathBuf>,
+    /// nft and iptables-nft, for the `--nft-trace` scenario (nftables and
+    /// iptables packages); left out when the host lacks them.
+    nft: Option<PathBuf>,
+    xtables_nft: Option<PathBuf>,
 }
 
 impl HostTools {
@@ -154,11 +158,17 @@ impl HostTools {
             xtables,
             xtables_extensions,
             nsenter: host_program("nsenter", "util-linux").ok(),
+            nft: host_program("nft", "nftables").ok(),
+            xtables_nft: host_program("xtables-nft-multi", "iptables").ok(),
         })
     }
 
     fn programs(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.busybox, &self.ip, &self.xtables].into_iter().chain(&self.nsenter)
+        [&self.busybox, &self.ip, &self.xtables]
+            .into_iter()
+            .chain(&self.nsenter)
+            .chain(&self.nft)
+            .chain(&self.xtables_nft)
     }
 
     /// Identifies the host tools' versions: paths, sizes and modification times.
@@ -225,6 +235,13 @@ impl HostTools {
             "ip6tables-legacy",
         ] {
             archive.add_symlink(xtables_guest.with_file_name(name), xtables_name.to_string_lossy());
+        }
+        if let Some(multi) = &self.xtables_nft {
+            let guest = merged_usr(multi);
+            let name = file_name(multi)?.to_string_lossy();
+            for tool in ["iptables-nft", "iptables-nft-save", "ip6tables-nft", "ip6tables-nft-save"] {
+                archive.add_symlink(guest.with_file_name(tool), name.as_ref());
+            }
         }
         for extension in &self.xtables_extensions {
             archive.add_host_file(merged_usr(extension), extension);

@@ -17,7 +17,8 @@ use anyhow::{Context as _, bail};
 use super::kernel::KernelImage;
 
 /// Modules the test scenarios need: veth pairs, bridges, conntrack, iptables
-/// NAT/filter/REJECT on IPv4 and IPv6 (legacy iptables).
+/// NAT/filter/REJECT on IPv4 and IPv6 (legacy iptables), nf_tables (with
+/// iptables-nft's compat matches) for `--nft-trace`.
 pub const SCENARIO_MODULES: &[&str] = &[
     "veth",
     "bridge",
@@ -37,6 +38,8 @@ pub const SCENARIO_MODULES: &[&str] = &[
     "xt_tcpudp",
     "iptable_mangle",
     "xt_mark",
+    "nf_tables",
+    "nft_compat",
 ];
 
 /// A module ready to copy into the initramfs.

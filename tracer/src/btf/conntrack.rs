@@ -171,12 +171,12 @@ fn ct_offsets(
 }
 
 /// A struct defined in `blob` itself (not its base).
-fn find_struct_in<'a>(blob: &'a Blob, name: &str) -> Option<Type<'a>> {
+pub(super) fn find_struct_in<'a>(blob: &'a Blob, name: &str) -> Option<Type<'a>> {
     blob.types().find(|t| t.kind() == KIND_STRUCT && t.name() == name && t.members().next().is_some())
 }
 
 /// Byte offset of the dot-separated `path` in `ty`.
-fn offset_in(mut ty: Type<'_>, path: &str) -> Option<u32> {
+pub(super) fn offset_in(mut ty: Type<'_>, path: &str) -> Option<u32> {
     let mut total = 0;
     for part in path.split('.') {
         let (off, next) = member(ty, part)?;

@@ -206,7 +206,7 @@ fn record(ct: Option<Ct>) -> Vec<u8> {
     event.skb = 0xffff_8881_dead_0000;
     event.cap_len = 5;
     event.data[..5].copy_from_slice(b"bytes");
-    event.to_record(ct.as_ref())
+    event.to_record(ct.as_ref(), None)
 }
 
 #[test]

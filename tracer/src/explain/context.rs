@@ -54,6 +54,8 @@ pub struct Ctx<'a> {
     pub flow: &'a FlowInfo,
     pub flows: &'a Flows,
     pub env: &'a mut dyn Environment,
+    /// `--nft-trace` was given: nf_tables's verdicts are among the events.
+    pub nft_trace: bool,
 }
 
 impl Ctx<'_> {
@@ -130,6 +132,7 @@ impl Ctx<'_> {
             },
             facts: Vec::new(),
             missing: Vec::new(),
+            nft: Default::default(),
         }
     }
 }

@@ -16,6 +16,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::nft_trace::ruleset;
+
 /// Conntrack's view of a story when the packet carried no entry: `NotInUse`
 /// where the netns has no conntrack, else `Unknown`. (A packet that carried
 /// one shows it: `Story::ct`.)
@@ -58,6 +60,26 @@ pub struct Evidence {
     pub facts: Vec<Fact>,
     /// What would have made the verdict surer, and how to get it.
     pub missing: Vec<String>,
+    /// The nf_tables rule or policy that dropped it (`--nft-trace`); empty
+    /// values otherwise.
+    pub nft: NftEvidence,
+}
+
+/// `evidence.nft`: what `--nft-trace` saw decide, every field always present.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NftEvidence {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub hook: String,
+    /// `rule`, `policy` (or `return`), empty when none.
+    pub r#type: String,
+    /// The rule's handle; 0 for a policy or none.
+    pub handle: u64,
+    /// The rule's text as `nft -a list` prints it (read after the drop),
+    /// empty when unknown or a policy.
+    pub rule: String,
+    pub verdict: String,
 }
 
 impl Evidence {
@@ -100,6 +122,18 @@ pub trait Environment {
     /// The conntrack table of the netns, read through ctnetlink, as text:
     /// one `orig=… reply=…` line per entry whose original source is `src`.
     fn ct_entries_from(&mut self, netns: u32, proto: u8, src: (IpAddr, u16)) -> Result<Vec<String>, String>;
+    /// nf_tables rule `handle` of a table of the netns: its chain and text.
+    fn nft_rule(&mut self, netns: u32, table: &NftTable<'_>, handle: u64) -> Result<ruleset::Rule, String> {
+        let _ = (netns, table, handle);
+        Err("no nf_tables ruleset here".to_owned())
+    }
+}
+
+/// A table as `nft list table` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NftTable<'a> {
+    pub family: &'a str,
+    pub table: &'a str,
 }
 
 /// The real host, with a cache.
@@ -254,6 +288,20 @@ impl Environment for Host {
             .filter(|e| e.orig.proto == proto && e.orig.src == Some(src.0) && e.orig.sport == src.1)
             .map(|e| format!("orig={} reply={}", e.orig, e.reply))
             .collect())
+    }
+
+    fn nft_rule(&mut self, netns: u32, table: &NftTable<'_>, handle: u64) -> Result<ruleset::Rule, String> {
+        let args = ["-a", "list", "table", table.family, table.table].map(str::to_owned);
+        let key = args.join(" ");
+        let listing = self.inside(netns, &key, move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run("nft", &args).map_err(|e| match e.contains("No such file") {
+                true => "nft is not installed (Debian package nftables)".to_owned(),
+                false => e,
+            })
+        })?;
+        ruleset::find_rule(&listing, handle)
+            .ok_or_else(|| format!("no rule with handle {handle} in `nft {key}` now (deleted since?)"))
     }
 
     fn ct(&mut self, netns: u32) -> Ct {

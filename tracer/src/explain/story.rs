@@ -35,7 +35,8 @@ pub enum Kind {
     ResetSent,
     /// A socket's receive queue was full.
     QueueFull,
-    /// netfilter code (kprobes): `nf_hook_slow`, `nft_do_chain*`, `ipt_do_table`.
+    /// netfilter code (kprobes): `nf_hook_slow`, `nft_do_chain*`, `ipt_do_table`,
+    /// `__nft_trace_packet` (`--nft-trace`).
     Netfilter,
     /// Freed (`kfree_skb`, `consume_skb`, …).
     Free,
@@ -70,7 +71,13 @@ impl Kind {
             {
                 Self::Receive
             }
-            f if f == "nf_hook_slow" || f.starts_with("nft_do_chain") || f == "ipt_do_table" => Self::Netfilter,
+            f if f == "nf_hook_slow"
+                || f.starts_with("nft_do_chain")
+                || f == "ipt_do_table"
+                || f == crate::btf::nft::TRACE_FUNCTION =>
+            {
+                Self::Netfilter
+            }
             _ => Self::Other,
         }
     }
@@ -174,6 +181,9 @@ pub struct Story {
     /// Conntrack's entry as the packet last carried it (the kernel side
     /// reads it when an skb has one).
     pub ct: Option<Box<Conntrack>>,
+    /// nf_tables's last final verdict on the packet (drop, accept, queue,
+    /// stolen; `--nft-trace`): for a netfilter drop, the rule or policy.
+    pub nft: Option<Box<crate::nft_trace::NftTrace>>,
 }
 
 impl Story {
@@ -334,13 +344,24 @@ impl StoryTable {
             // rather than 27 (benches/format.rs).
             self.open.insert(
                 skb,
-                Story { id, skb, steps: Vec::with_capacity(1), elided: 0, last_ns: e.raw.ktime_ns, ct: None },
+                Story {
+                    id,
+                    skb,
+                    steps: Vec::with_capacity(1),
+                    elided: 0,
+                    last_ns: e.raw.ktime_ns,
+                    ct: None,
+                    nft: None,
+                },
             );
         }
         let story = self.open.get_mut(&skb).expect("inserted above");
         story.push(Step::new(e, kind));
         if let Some(ct) = &e.ct {
             story.ct = Some(Box::new(ct.clone()));
+        }
+        if let Some(nft) = e.nft.as_ref().filter(|n| n.is_final()) {
+            story.nft = Some(nft.clone());
         }
         let end = if e.freed() {
             Some(if story.last().dropped().is_some() { End::Dropped } else { End::Freed })

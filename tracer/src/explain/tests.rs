@@ -126,8 +126,9 @@ fn json_has_a_story_and_a_verdict_line_with_every_field_then_the_summary() {
     assert_eq!(keys(v), ["confidence", "evidence", "flow", "rule", "sentence", "story"]);
     assert_eq!(
         keys(&v["evidence"]),
-        ["ct", "drop_reason", "facts", "ifname", "location", "missing", "netns", "netns_name", "tuple"]
+        ["ct", "drop_reason", "facts", "ifname", "location", "missing", "netns", "netns_name", "nft", "tuple"]
     );
+    assert_eq!(keys(&v["evidence"]["nft"]), ["chain", "family", "handle", "hook", "rule", "table", "type", "verdict"]);
     assert_eq!(v["rule"], "closed-port");
     assert_eq!(v["confidence"], "full");
     assert_eq!(lines[2]["summary"]["verdicts"][0]["rule"], "closed-port");

@@ -152,6 +152,8 @@ impl<W: Write> Consumer for JsonPrinter<W> {
         }
         out.push_str(key!("ct"));
         crate::conntrack::json::push(out, e.ct.as_ref());
+        out.push_str(key!("nft"));
+        crate::nft_trace::push_json(out, e.nft.as_deref());
         str(out, key!("func"), &e.func);
         out.push_str(key!("func_column"));
         out.push('"');

@@ -202,6 +202,9 @@ impl<W: Write> Consumer for TextPrinter<W> {
         if let Some(fields) = &e.skb_fields {
             skb_fields::push_metadata(line, fields);
         }
+        if let Some(nft) = &e.nft {
+            let _ = write!(line, " {nft}");
+        }
         if c.ct {
             // The Display form is several words, always last but the tunnel.
             match &e.ct {

@@ -152,6 +152,21 @@ pub fn attach_clone_tracking(loader: &Loader, copies: &[String], attached: &mut 
     Ok(())
 }
 
+/// `--nft-trace`: the kprobe on `__nft_trace_packet`. Unlike the skb
+/// functions, it is asked for: failing to attach it is an error.
+pub fn attach_nft_trace(loader: &Loader, attached: &mut Attached) -> anyhow::Result<()> {
+    let func = crate::btf::nft::TRACE_FUNCTION;
+    let pmu = pmu_type()?;
+    let program = load_program(loader, &(names::KPROBE_NFT_TRACE.to_owned(), 0), 0)?;
+    let name = CString::new(func)?;
+    let link = sys::attach_kprobe(pmu, &name, program.as_raw_fd())
+        .with_context(|| format!("attaching a kprobe to {func} (--nft-trace)"))?;
+    attached.links.push(link);
+    attached.programs.push(program);
+    attached.count += 1;
+    Ok(())
+}
+
 /// A progress bar on a terminal; otherwise one line at the start.
 pub struct Progress(Option<ProgressBar>);
 

@@ -1,12 +1,16 @@
 //! Rules for netfilter drops: conntrack table full, conntrack INVALID,
-//! firewall rule or policy. On the tracepoint backend the hook and rule
-//! are inferred from the netns's ruleset, and each sentence says so.
+//! firewall rule or policy. With `--nft-trace` the nf_tables rule (table,
+//! chain, hook, handle, and its text read in the netns) or policy was seen;
+//! otherwise the hook and rule are inferred from the netns's ruleset, and
+//! each sentence says so.
 
 use super::super::{
     context::{Confidence, Ctx, Verdict},
+    evidence::{NftEvidence, NftTable},
     iptables,
     story::Kind,
 };
+use crate::nft_trace;
 
 /// iptables rules of the netns that could have dropped the packet.
 pub(super) fn netfilter_candidates(ctx: &mut Ctx<'_>) -> Result<(Vec<iptables::Candidate>, Vec<&'static str>), String> {
@@ -32,6 +36,10 @@ pub(super) fn netfilter_candidates(ctx: &mut Ctx<'_>) -> Result<(Vec<iptables::C
 }
 
 pub(super) fn ct_invalid(ctx: &mut Ctx<'_>) -> Option<Verdict> {
+    // --nft-trace saw the rule: the firewall rule names it.
+    if ctx.story.nft.as_ref().is_some_and(|n| n.verdict == nft_trace::Verdict::Drop) {
+        return None;
+    }
     let (cands, chains) = netfilter_candidates(ctx).ok()?;
     let top = cands.first().filter(|c| c.ct_invalid)?;
     let mut ev = ctx.evidence();
@@ -68,6 +76,9 @@ pub(super) fn conntrack_full(ctx: &mut Ctx<'_>) -> Option<Verdict> {
 }
 
 pub(super) fn firewall(ctx: &mut Ctx<'_>) -> Option<Verdict> {
+    if let Some(v) = nft_drop(ctx) {
+        return Some(v);
+    }
     let mut ev = ctx.evidence();
     let ns = ctx.ns();
     let engine = match ctx.location_func() {
@@ -78,7 +89,13 @@ pub(super) fn firewall(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     if !ctx.kprobes() {
         ev.missing("the hook and chain: kprobes would show them (nf_hook_slow, nft_do_chain)");
     }
-    ev.missing("the rule handle needs --nft-trace");
+    if ctx.nft_trace {
+        ev.missing(
+            "--nft-trace saw no nf_tables drop of this packet: another hook dropped it (iptables-legacy, conntrack, NAT)",
+        );
+    } else {
+        ev.missing("the rule handle needs --nft-trace");
+    }
     let tuple = ctx.tuple_text();
     let (sentence, confidence) = match netfilter_candidates(ctx) {
         Ok((cands, chains)) => {
@@ -111,6 +128,73 @@ pub(super) fn firewall(ctx: &mut Ctx<'_>) -> Option<Verdict> {
         Err(e) => {
             ev.missing(format!("the ruleset: {e}"));
             (format!("dropped by {engine} in {ns} ({tuple})"), Confidence::Partial)
+        }
+    };
+    Some(Verdict::new(sentence, ev, confidence))
+}
+
+/// The nf_tables rule or policy that dropped the packet, as `--nft-trace`
+/// saw it; the rule's text (and its chain, when the kernel side could not
+/// name it) is read from the netns's ruleset by handle.
+fn nft_drop(ctx: &mut Ctx<'_>) -> Option<Verdict> {
+    let nft = ctx.story.nft.clone().filter(|n| n.verdict == nft_trace::Verdict::Drop)?;
+    let netns = ctx.netns();
+    let mut ev = ctx.evidence();
+    let ns = ctx.ns();
+    let tuple = ctx.tuple_text();
+    let policy = nft.kind == nft_trace::Kind::Policy;
+    let rule = match policy {
+        true => None,
+        false => Some(ctx.env.nft_rule(netns, &NftTable { family: nft.family, table: &nft.table }, nft.handle)),
+    };
+    // The kernel side names the base chain when the rule's was too far.
+    let (chain, within) = match &rule {
+        Some(Ok(r)) if nft.chain_is_base => (r.chain.clone(), ""),
+        _ if nft.chain_is_base => (nft.chain.clone(), " or a chain it jumped to"),
+        _ => (nft.chain.clone(), ""),
+    };
+    ev.nft = NftEvidence {
+        family: nft.family.to_owned(),
+        table: nft.table.clone(),
+        chain: chain.clone(),
+        hook: nft.hook.to_owned(),
+        r#type: nft.kind.name().to_owned(),
+        handle: nft.handle,
+        rule: String::new(),
+        verdict: nft.verdict.name().to_owned(),
+    };
+    ev.fact("nft table", nft.table_label(), false);
+    ev.fact("nft chain", format!("{chain}{within}"), nft.chain_is_base);
+    ev.fact("nft hook", nft.hook, false);
+    let place = format!("chain {} {} {chain}{within} (hook {}) in {ns}", nft.family, nft.table, nft.hook);
+    let Some(rule) = rule else {
+        ev.fact("nft verdict", "policy drop", false);
+        let sentence = format!(
+            "dropped by the drop policy of nftables {place}: no rule there accepted {tuple} — add an accept rule \
+             for it or change the chain's policy"
+        );
+        return Some(Verdict::new(sentence, ev, Confidence::Full));
+    };
+    ev.fact("nft rule handle", nft.handle.to_string(), false);
+    let (sentence, confidence) = match rule {
+        Ok(r) => {
+            ev.fact("nft rule", r.text.clone(), true);
+            ev.nft.rule = r.text.clone();
+            (
+                format!("dropped by nftables rule `{}` (handle {}) in {place}: {tuple}", r.text, nft.handle),
+                Confidence::Full,
+            )
+        }
+        Err(e) => {
+            ev.missing(format!("the rule's text: {e}"));
+            (
+                format!(
+                    "dropped by nftables rule handle {} in {place}: {tuple} (`nft -a list table {} {}` in that netns \
+                     shows the rule)",
+                    nft.handle, nft.family, nft.table
+                ),
+                Confidence::Partial,
+            )
         }
     };
     Some(Verdict::new(sentence, ev, confidence))

@@ -16,10 +16,11 @@ use crate::{
     decode,
     explain::{
         context::{Confidence, Ctx, Verdict},
-        evidence::{Ct, Environment, Listener},
+        evidence::{Ct, Environment, Listener, NftTable},
         flow::{FlowInfo, Flows},
         story::{End, Story, StoryTable},
     },
+    nft_trace::ruleset::Rule,
     resolve::{Dropped, TraceEvent},
 };
 
@@ -30,6 +31,8 @@ pub struct Fake {
     pub sysctls: HashMap<String, String>,
     pub routes: HashMap<IpAddr, String>,
     pub iptables: Option<String>,
+    /// `nft -a list table` answers: (family table, handle) → (chain, text).
+    pub nft_rules: HashMap<(String, u64), (String, String)>,
 }
 
 impl Environment for Fake {
@@ -59,6 +62,11 @@ impl Environment for Fake {
     }
     fn ct_entries_from(&mut self, _: u32, _: u8, _: (IpAddr, u16)) -> Result<Vec<String>, String> {
         Err("no conntrack in tests".to_owned())
+    }
+    fn nft_rule(&mut self, _: u32, t: &NftTable<'_>, handle: u64) -> Result<Rule, String> {
+        let key = (format!("{} {}", t.family, t.table), handle);
+        let (chain, text) = self.nft_rules.get(&key).cloned().ok_or("running nft: No such file or directory")?;
+        Ok(Rule { chain, text })
     }
 }
 
@@ -135,6 +143,7 @@ pub fn event(e: Ev<'_>, ktime_ns: u64) -> TraceEvent {
         tunnel: None,
         ct: None,
         skb_fields: None,
+        nft: None,
     }
 }
 
@@ -166,7 +175,8 @@ pub fn verdict_of(events: Vec<TraceEvent>, skb: u64, env: &mut Fake) -> Verdict 
     }
     let (story, end, flow): (Story, End, FlowInfo) = found.expect("a story of that skb");
     let hops = story.hops();
-    judge(&mut Ctx { story: &story, hops: &hops, end, flow: &flow, flows: &flows, env })
+    let nft_trace = story.steps.iter().any(|s| &*s.func == crate::btf::nft::TRACE_FUNCTION);
+    judge(&mut Ctx { story: &story, hops: &hops, end, flow: &flow, flows: &flows, env, nft_trace })
 }
 
 fn udp_no_socket(dst: (&'static str, u16)) -> Vec<TraceEvent> {
@@ -431,4 +441,80 @@ fn every_rule_matches_reason_names_the_running_kernel_has() {
         );
     }
     assert_eq!(super::RULES.last().map(|r| r.id), Some("fallback"));
+}
+
+/// `__nft_trace_packet`'s event (`--nft-trace`): `verdict` by the rule with
+/// `handle` (0: the chain's policy) in `inet filter input`.
+fn nft_event(verdict: i32, handle: u64, ktime_ns: u64) -> TraceEvent {
+    use tracer_common::event::{NFT_TRACETYPE_POLICY, NFT_TRACETYPE_RULE, Nft};
+    let mut wire = Nft::zeroed();
+    wire.handle = handle;
+    wire.verdict = verdict;
+    wire.trace_type = if handle == 0 { NFT_TRACETYPE_POLICY } else { NFT_TRACETYPE_RULE };
+    wire.family = 1;
+    wire.hook = 1;
+    wire.table[..6].copy_from_slice(b"filter");
+    wire.chain[..5].copy_from_slice(b"input");
+    let mut e = event(Ev { func: crate::btf::nft::TRACE_FUNCTION, ..Ev::default() }, ktime_ns);
+    e.nft = Some(Box::new(crate::nft_trace::NftTrace::from_wire(&wire)));
+    e
+}
+
+#[test]
+fn with_nft_trace_the_firewall_names_the_rule_handle_and_text() {
+    let drop =
+        || event(Ev { func: "kfree_skb", drop: Some(("NETFILTER_DROP", "nft_do_chain+0x4a1")), ..Ev::default() }, 9);
+    // A counter rule matched (continue), an earlier hook accepted, then rule 4 dropped.
+    let events = vec![event(Ev::default(), 1), nft_event(1, 2, 2), nft_event(-1, 3, 3), nft_event(0, 4, 4), drop()];
+    let mut env = Fake {
+        nft_rules: [(("inet filter".to_owned(), 4), ("input".to_owned(), "udp dport 4000 drop".to_owned()))].into(),
+        // An INVALID rule in iptables-save does not take the verdict from the rule nft saw.
+        iptables: Some("*filter\n-A INPUT -m conntrack --ctstate INVALID -j DROP\n".into()),
+        ..Fake::default()
+    };
+    let v = verdict_of(events.clone(), 0x1000, &mut env);
+    assert_eq!(v.rule, "firewall");
+    assert_eq!(
+        v.sentence,
+        "dropped by nftables rule `udp dport 4000 drop` (handle 4) in chain inet filter input (hook input) in netns 7 \
+         (blue): 10.0.0.1:40000->10.0.0.2:4000(udp)"
+    );
+    assert_eq!(v.confidence, Confidence::Full);
+    assert_eq!((v.evidence.nft.handle, v.evidence.nft.rule.as_str()), (4, "udp dport 4000 drop"));
+    assert_eq!((v.evidence.nft.table.as_str(), v.evidence.nft.hook.as_str()), ("filter", "input"));
+    assert!(v.evidence.missing.is_empty(), "{:?}", v.evidence.missing);
+
+    // Without nft on the host: the handle, and what is missing.
+    let v = verdict_of(events, 0x1000, &mut Fake::default());
+    assert!(v.sentence.starts_with("dropped by nftables rule handle 4 in chain inet filter input"), "{}", v.sentence);
+    assert!(v.evidence.missing.iter().any(|m| m.contains("the rule's text: running nft")), "{:?}", v.evidence.missing);
+    assert_eq!(v.confidence, Confidence::Partial);
+
+    // The rule lay too far down its chain for the kernel side: the base
+    // chain came, and the listing names the rule's own.
+    let mut far = nft_event(0, 4, 4);
+    far.nft.as_mut().expect("nft").chain_is_base = true;
+    let mut env = Fake {
+        nft_rules: [(("inet filter".to_owned(), 4), ("blocked".to_owned(), "ip saddr 10.0.0.1 drop".to_owned()))]
+            .into(),
+        ..Fake::default()
+    };
+    let v = verdict_of(vec![event(Ev::default(), 1), far.clone(), drop()], 0x1000, &mut env);
+    assert!(v.sentence.contains("in chain inet filter blocked (hook input)"), "{}", v.sentence);
+    let v = verdict_of(vec![event(Ev::default(), 1), far, drop()], 0x1000, &mut Fake::default());
+    assert!(v.sentence.contains("chain inet filter input or a chain it jumped to (hook input)"), "{}", v.sentence);
+
+    // The chain's policy.
+    let v = verdict_of(vec![event(Ev::default(), 1), nft_event(0, 0, 2), drop()], 0x1000, &mut Fake::default());
+    assert!(
+        v.sentence.starts_with("dropped by the drop policy of nftables chain inet filter input (hook input)"),
+        "{}",
+        v.sentence
+    );
+    assert_eq!(v.evidence.nft.r#type, "policy");
+
+    // --nft-trace saw only accepts: another hook dropped it, and the verdict says so.
+    let v = verdict_of(vec![event(Ev::default(), 1), nft_event(1, 2, 2), drop()], 0x1000, &mut Fake::default());
+    assert!(v.evidence.missing.iter().any(|m| m.contains("saw no nf_tables drop")), "{:?}", v.evidence.missing);
+    assert_eq!(v.evidence.nft, Default::default());
 }
