@@ -60,7 +60,8 @@ impl Kind {
             "icmp_send" | "__icmp_send" | "icmp6_send" | "icmpv6_send" => Self::IcmpSent,
             "tcp_send_reset" | "tcp_v4_send_reset" | "tcp_v6_send_reset" => Self::ResetSent,
             "sock_rcvqueue_full" | "udp_fail_queue_rcv_skb" => Self::QueueFull,
-            "consume_skb" | "kfree_skb" | "kfree_skb_reason" | "sk_skb_reason_drop" | "__kfree_skb" => Self::Free,
+            "consume_skb" | "kfree_skb" | "kfree_skb_reason" | "sk_skb_reason_drop" | "__kfree_skb"
+            | "kfree_skbmem" => Self::Free,
             f if f.starts_with("netif_receive_skb")
                 || f.starts_with("netif_rx")
                 || f.starts_with("napi_gro_")
