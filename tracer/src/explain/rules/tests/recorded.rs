@@ -128,3 +128,33 @@ fn kfree_skbmem_ends_a_story_as_a_free() {
     ]);
     assert_eq!(ended.len(), 1, "{ended:?}");
 }
+
+#[test]
+fn with_kprobes_a_drop_names_its_caller_and_its_free_is_no_story_of_its_own() {
+    // The 6.12 VM (kprobe-multi): the drop function's caller is the
+    // location, and kfree_skbmem follows the drop on the same skb.
+    let mut env = Fake {
+        routes: [("10.0.0.2".parse().unwrap(), "10.0.0.2 dev tun0 src 10.8.0.1".into())].into(),
+        ..Fake::default()
+    };
+    let step = |func, drop, freed| Ev { func, drop, freed, len: 1428, ..Ev::default() };
+    let events = vec![
+        event(step("ip_rcv", None, false), 1),
+        event(step("ip_forward", None, false), 2),
+        event(step("__icmp_send", None, false), 3),
+        event(step("sk_skb_reason_drop", Some(("PKT_TOO_BIG", "ip_forward+0x4c4")), true), 4),
+        event(step("kfree_skbmem", None, true), 5),
+    ];
+    let (ended, _) = super::stories(events.clone());
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    let v = verdict_of(events, 0x1000, &mut env);
+    assert_eq!(v.rule, "mtu");
+    assert!(v.sentence.starts_with("1428-byte packet dropped in netns 7 (blue) at ip_forward: "), "{}", v.sentence);
+    // The tracepoint's drop is the free itself: a later event of that
+    // address is a new skb's, even a lone free.
+    let (ended, _) = super::stories(vec![
+        event(Ev { func: "kfree_skb", drop: Some(("NO_SOCKET", "__udp4_lib_rcv+0x4bc")), ..Ev::default() }, 1),
+        event(Ev { func: "consume_skb", freed: true, ..Ev::default() }, 2),
+    ]);
+    assert_eq!(ended.len(), 2, "{ended:?}");
+}
