@@ -23,12 +23,12 @@ mod raw;
 mod routing;
 mod sockets;
 
-use std::{net::UdpSocket, path::Path};
+use std::net::UdpSocket;
 
 use serde_json::Value;
 use testkit::{
     ci::require_root,
-    netns::{Netns, run_in, veth},
+    netns::{Netns, veth},
     process::Finished,
 };
 
@@ -39,15 +39,6 @@ use crate::skbtrace;
 /// each test adds a salt of its own.
 fn port(salt: u16) -> u16 {
     20_000 + (std::process::id() % 20_000) as u16 + salt
-}
-
-/// Runs `f` on a thread of its own inside `ns`, alongside the test.
-fn inside<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::thread::JoinHandle<anyhow::Result<T>> {
-    let path = ns.path();
-    std::thread::spawn(move || run_in(Path::new(&path), f))
 }
 
 /// With kprobes, the functions the stories and rules read: drops and frees,
@@ -67,7 +58,8 @@ fn funcs() -> Vec<String> {
         "nf_hook_slow",
         "__udp4_lib_rcv|tcp_v4_rcv|icmp_rcv",
         "__icmp_send|tcp_v4_send_reset",
-        "skb_copy_datagram_iter",
+        // Delivery: UDP copies a linear skb without skb_copy_datagram_iter.
+        "skb_copy_datagram_iter|skb_consume_udp",
         "__dev_queue_xmit",
     ];
     vec!["--filter-func".to_owned(), names.join("|")]

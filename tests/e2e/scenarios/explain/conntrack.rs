@@ -17,7 +17,7 @@ use testkit::{
     netns::{Netns, veth},
 };
 
-use super::{inside, ns_label, port, raw, sentence, target, trace};
+use super::{ns_label, port, raw, sentence, target, trace};
 
 /// The JSON stories that crossed `ns` with `nat` there (`snat`, `snat+dnat`, …).
 fn natted_in(stories: &[Value], ns: &Netns, nat: &str) -> anyhow::Result<Vec<Value>> {
@@ -27,6 +27,22 @@ fn natted_in(stories: &[Value], ns: &Netns, nat: &str) -> anyhow::Result<Vec<Val
         .filter(|s| s["hops"].as_array().is_some_and(|h| h.iter().any(|h| h["netns"] == inode && h["nat"] == nat)))
         .cloned()
         .collect())
+}
+
+/// A UDP socket bound to `addr` in `ns`, whose every receive gives up
+/// after 10 s. Sockets are bound before the trace starts (attaching can
+/// take seconds in a VM) and stay in the netns they were made in.
+fn bound(ns: &Netns, addr: (&str, u16)) -> anyhow::Result<UdpSocket> {
+    let s = ns.run(|| UdpSocket::bind(addr))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+/// Runs a server's part on a thread of its own, once the traffic starts.
+fn serve(
+    f: impl FnOnce() -> std::io::Result<usize> + Send + 'static,
+) -> std::thread::JoinHandle<std::io::Result<usize>> {
+    std::thread::spawn(f)
 }
 
 fn ct(story: &Value) -> &str {
@@ -90,30 +106,25 @@ fn explain_asymmetric_nat_reply_names_both_addresses() -> anyhow::Result<()> {
     node.sh("sysctl -qw net.ipv4.ip_forward=1")?;
     node.sh(&format!("iptables -t nat -A POSTROUTING -o {node_out} -j MASQUERADE"))?;
     let p = port(4);
-    let echo = inside(&server, move || {
-        let s = UdpSocket::bind(("0.0.0.0", p))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut buf = [0; 1500];
-        let (n, from) = s.recv_from(&mut buf)?;
-        s.send_to(&buf[..n], from)?;
-        Ok(())
-    });
-    let proxy = inside(&host, move || {
-        let front = UdpSocket::bind(("0.0.0.0", p))?;
-        front.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let back = UdpSocket::bind(("0.0.0.0", 0))?;
-        back.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut buf = [0; 1500];
-        let (n, client) = front.recv_from(&mut buf)?;
-        back.send_to(&buf[..n], ("10.85.3.2", p))?;
-        let (m, _) = back.recv_from(&mut buf)?;
-        // Unbound: the source is the host's address towards the client.
-        front.send_to(&buf[..m], client)?;
-        Ok(())
-    });
-    std::thread::sleep(Duration::from_millis(100));
+    // Bound before the trace starts, served once the traffic does (a
+    // socket stays in the netns it was made in).
+    let echo = bound(&server, ("0.0.0.0", p))?;
+    // The proxy: unbound, so it answers from the host's address towards the client.
+    let (front, back) = (bound(&host, ("0.0.0.0", p))?, bound(&host, ("0.0.0.0", 0))?);
     let filter = format!("udp and port {p}");
     let run = trace(&[&filter], || {
+        let echo = serve(move || {
+            let mut buf = [0; 1500];
+            let (n, from) = echo.recv_from(&mut buf)?;
+            echo.send_to(&buf[..n], from)
+        });
+        let proxy = serve(move || {
+            let mut buf = [0; 1500];
+            let (n, client) = front.recv_from(&mut buf)?;
+            back.send_to(&buf[..n], ("10.85.3.2", p))?;
+            let (m, _) = back.recv_from(&mut buf)?;
+            front.send_to(&buf[..m], client)
+        });
         client.send_udp("10.85.9.7", p, "asymmetric")?;
         proxy.join().expect("proxy thread")?;
         echo.join().expect("server thread")?;
@@ -190,33 +201,24 @@ fn explain_nat_round_trip_carries_the_requests_entry_both_ways() -> anyhow::Resu
     ))?;
     // Both sockets stay open until the trace ends, so that the tracepoint
     // backend (which may not see the copy to the process) finds them bound.
-    let (served, serving) = std::sync::mpsc::channel();
-    let echo = inside(&server, move || {
-        let s = UdpSocket::bind(("10.93.1.2", p))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut buf = [0; 1500];
-        let (n, from) = s.recv_from(&mut buf)?;
-        s.send_to(&buf[..n], from)?;
-        let _ = serving.recv_timeout(Duration::from_secs(30));
-        Ok(())
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let asker = client.run(|| {
-        let s = UdpSocket::bind(("10.93.0.1", 0))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(s)
-    })?;
+    let echo = std::sync::Arc::new(bound(&server, ("10.93.1.2", p))?);
+    let asker = bound(&client, ("10.93.0.1", 0))?;
     let filter = format!("udp and port {p}");
     let run = trace(&[&filter], || {
+        let echo = echo.clone();
+        let served = serve(move || {
+            let mut buf = [0; 1500];
+            let (n, from) = echo.recv_from(&mut buf)?;
+            echo.send_to(&buf[..n], from)
+        });
         asker.send_to(b"round trip", ("10.93.9.9", p))?;
         let mut buf = [0; 64];
         let (_, from) = asker.recv_from(&mut buf)?;
         assert_eq!(from.to_string(), format!("10.93.9.9:{p}"), "the reply's source was not un-NATed");
+        served.join().expect("server thread")?;
         std::thread::sleep(Duration::from_millis(200));
         Ok(())
     })?;
-    let _ = served.send(());
-    echo.join().expect("server thread")?;
     let client_port = asker.local_addr()?.port();
 
     let stories = run.stories();
@@ -253,6 +255,6 @@ fn explain_nat_round_trip_carries_the_requests_entry_both_ways() -> anyhow::Resu
         assert_eq!(v["evidence"]["netns"], ns.inode()?, "{v}");
         assert!(sentence(&v).contains(&to), "{to:?} missing from {v}");
     }
-    drop(asker);
+    drop((asker, echo));
     Ok(())
 }
