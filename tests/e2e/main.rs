@@ -6,7 +6,6 @@
 mod cli;
 mod clock;
 mod dist;
-mod explain;
 mod output;
 mod pcap;
 mod pwru_flags;

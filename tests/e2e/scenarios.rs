@@ -8,6 +8,7 @@
 mod attach;
 mod ci_mode;
 mod drops;
+mod explain;
 mod filters;
 mod limit;
 mod nft_trace;
@@ -116,6 +117,26 @@ impl Target {
     /// A run ended well: exit status 0, no panic, attached with the expected
     /// backend, every JSON event complete and counted in the summary.
     pub fn check(&self, done: &Finished) -> anyhow::Result<()> {
+        self.check_exit(done)?;
+        if done.stdout.starts_with('{') {
+            let events = done.events()?;
+            for event in &events {
+                skbtrace::check_fields(event)?;
+            }
+            let summary = done.summary()?;
+            ensure!(
+                summary.events == events.len() as u64,
+                "the summary counts {} events, stdout has {}",
+                summary.events,
+                events.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// A run ended well, whatever it printed: exit status 0, no panic,
+    /// attached with the expected backend.
+    pub fn check_exit(&self, done: &Finished) -> anyhow::Result<()> {
         ensure!(done.status.success(), "skbtrace exited {}:\n{}", done.status, done.stderr);
         ensure!(!done.stderr.contains("panicked"), "skbtrace panicked:\n{}", done.stderr);
         let summary = done.summary()?;
@@ -125,18 +146,6 @@ impl Target {
             summary.backend,
             self.backend
         );
-        if done.stdout.starts_with('{') {
-            let events = done.events()?;
-            for event in &events {
-                skbtrace::check_fields(event)?;
-            }
-            ensure!(
-                summary.events == events.len() as u64,
-                "the summary counts {} events, stdout has {}",
-                summary.events,
-                events.len()
-            );
-        }
         Ok(())
     }
 }

@@ -50,6 +50,8 @@ fn scenarios_in_vm(kernel: Kernel, backend: Backend) -> anyhow::Result<()> {
     opts.copy = vec![binary, skbtrace::udpsend()];
     // For the overlay scenarios (output_tunnel_shows_and_filters_the_*_inner_tuple).
     opts.modules = vec!["vxlan".to_owned(), "geneve".to_owned()];
+    // For explain's asymmetric NAT verdict, which reads the table over ctnetlink.
+    opts.modules.push("nf_conntrack_netlink".to_owned());
     opts.timeout = Duration::from_secs(1800);
     let out = vm::run(&opts).with_context(|| format!("the {kernel} VM failed"))?;
 

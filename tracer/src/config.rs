@@ -431,7 +431,9 @@ fn kernel_config(args: &Args, pcap: bool) -> anyhow::Result<tracer_common::Confi
         (pcap, CFG_PCAP),
         (args.filter_track_skb, CFG_TRACK_SKB),
         (args.output_stack, CFG_STACK),
-        (args.output_caller, CFG_CALLER),
+        // Explain reads where a drop happened: with kprobes, the drop
+        // function's caller.
+        (args.output_caller || args.explain, CFG_CALLER),
         // Explain always reads conntrack: the stories show it.
         (args.output_ct || args.explain, CFG_CONNTRACK),
         (args.nft_trace, CFG_NFT_TRACE),

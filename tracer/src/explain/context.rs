@@ -99,6 +99,25 @@ impl Ctx<'_> {
         if t.is_empty() { "no IP tuple".to_owned() } else { t }
     }
 
+    /// `10.0.0.1:4000->10.0.0.2:53(udp) arriving on eth0`: the packet where
+    /// the story ended, with its TCP flags, and the device it came in by in
+    /// that netns (when it came in by one).
+    pub fn packet_on(&self) -> String {
+        let t = &self.story.last().tuple;
+        let mut s = self.tuple_text();
+        if t.proto == Proto::Ip(6) && t.tcp_flags != 0 {
+            s.push_str(" [");
+            crate::decode::push_tcp_flag_names(&mut s, t.tcp_flags);
+            s.push(']');
+        }
+        let netns = self.netns();
+        if let Some(i) = self.hops.iter().rev().find(|h| h.netns == netns).and_then(|h| h.in_if.as_deref()) {
+            s.push_str(" arriving on ");
+            s.push_str(i);
+        }
+        s
+    }
+
     pub fn ifname_or_none(&self) -> String {
         let last = self.story.last();
         if last.ifindex == 0 { "no device".to_owned() } else { last.ifname().to_owned() }

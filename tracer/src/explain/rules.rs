@@ -313,7 +313,7 @@ fn no_route(ctx: &mut Ctx<'_>) -> Option<Verdict> {
         }
     };
     let icmp = if ctx.story.any(Kind::IcmpSent) { "; ICMP unreachable sent back" } else { "" };
-    let sentence = format!("dropped in {} ({reason}): {why}{icmp}", ctx.ns());
+    let sentence = format!("{} dropped in {} ({reason}): {why}{icmp}", ctx.packet_on(), ctx.ns());
     Some(Verdict::new(sentence, ev, Confidence::Full))
 }
 
@@ -321,7 +321,10 @@ fn mtu(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     let last = ctx.story.last().clone();
     let netns = ctx.netns();
     let mut ev = ctx.evidence();
-    let len = ctx.story.steps.iter().map(|s| s.len).max().unwrap_or(last.len);
+    // The length where it was dropped, from its IP header on: earlier
+    // steps (a device's transmit) count the MAC header too, which the
+    // MTU does not.
+    let len = last.len;
     ev.fact("length", len.to_string(), false);
     let dst = last.tuple.daddr?;
     let route = ctx.env.route_get(netns, dst);

@@ -61,7 +61,15 @@ impl Kind {
             "icmp_send" | "__icmp_send" | "icmp6_send" | "icmpv6_send" => Self::IcmpSent,
             "tcp_send_reset" | "tcp_v4_send_reset" | "tcp_v6_send_reset" => Self::ResetSent,
             "sock_rcvqueue_full" | "udp_fail_queue_rcv_skb" => Self::QueueFull,
-            "consume_skb" | "kfree_skb" | "kfree_skb_reason" | "sk_skb_reason_drop" | "__kfree_skb" => Self::Free,
+            "consume_skb"
+            | "kfree_skb"
+            | "kfree_skb_reason"
+            | "sk_skb_reason_drop"
+            | "__kfree_skb"
+            | "kfree_skbmem"
+            | "skb_release_all"
+            | "skb_release_head_state"
+            | "skb_release_data" => Self::Free,
             f if f.starts_with("netif_receive_skb")
                 || f.starts_with("netif_rx")
                 || f.starts_with("napi_gro_")
@@ -285,6 +293,10 @@ pub struct StoryTable {
     /// skbs whose story ended when they were delivered: their free (and
     /// further copies) belong to that story, not to a new one.
     delivered: HashMap<u64, u64>,
+    /// skbs whose story a kprobe on a drop function ended: the free's own
+    /// steps after it (`kfree_skbmem`, `skb_release_*`) belong to that
+    /// story. The address is not reused before `kfree_skbmem` returns.
+    dropped: HashMap<u64, u64>,
     kinds: HashMap<usize, (Arc<str>, Kind)>,
 }
 
@@ -296,6 +308,7 @@ impl StoryTable {
             next_id: 1,
             max,
             delivered: HashMap::new(),
+            dropped: HashMap::new(),
             kinds: HashMap::new(),
         }
     }
@@ -331,6 +344,15 @@ impl StoryTable {
             }
             let _ = at;
             self.delivered.remove(&skb);
+        }
+        if let Some(at) = self.dropped.remove(&skb)
+            && kind == Kind::Free
+            && e.drop.is_none()
+        {
+            if !e.freed() {
+                self.dropped.insert(skb, at);
+            }
+            return;
         }
         if !self.open.contains_key(&skb) {
             if self.open.len() >= self.max {
@@ -374,6 +396,12 @@ impl StoryTable {
         } else {
             None
         };
+        if end == Some(End::Dropped) && crate::probes::DROP_FUNCTIONS.iter().any(|(f, _)| *f == &*e.func) {
+            if self.dropped.len() >= self.max {
+                self.dropped.clear();
+            }
+            self.dropped.insert(skb, e.raw.ktime_ns);
+        }
         if let Some(end) = end {
             ended.push((self.open.remove(&skb).expect("present"), end));
         }
@@ -402,6 +430,9 @@ impl StoryTable {
         }
         if self.delivered.len() > 1024 {
             self.delivered.retain(|_, at| now_ns.saturating_sub(*at) < idle_ns);
+        }
+        if self.dropped.len() > 1024 {
+            self.dropped.retain(|_, at| now_ns.saturating_sub(*at) < idle_ns);
         }
     }
 

@@ -47,8 +47,10 @@ pub(super) fn ct_invalid(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     ev.fact("hook", chains.join(","), true);
     ev.missing("why conntrack found it INVALID: kprobes (nf_ct_l4proto_log_invalid) would show it");
     let sentence = format!(
-        "dropped as conntrack INVALID in {} by iptables {} {} rule `{}` (inferred from iptables-save there) — \
-         often asymmetric routing or a lost handshake; consider net.netfilter.nf_conntrack_tcp_be_liberal=1",
+        "{} dropped as conntrack INVALID in {} by iptables {} {} rule `{}` (inferred from iptables-save there) — \
+         it belongs to no connection conntrack knows or lies outside its window: often asymmetric routing or a \
+         lost handshake; consider net.netfilter.nf_conntrack_tcp_be_liberal=1",
+        ctx.packet_on(),
         ctx.ns(),
         top.table,
         top.chain,

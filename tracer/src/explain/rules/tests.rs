@@ -80,6 +80,8 @@ pub struct Ev<'a> {
     pub src: (&'a str, u16),
     pub dst: (&'a str, u16),
     pub tcp: bool,
+    /// With `tcp`: FIN|ACK rather than SYN.
+    pub fin: bool,
     pub drop: Option<(&'a str, &'a str)>,
     pub freed: bool,
     pub len: u32,
@@ -95,6 +97,7 @@ impl Default for Ev<'_> {
             src: ("10.0.0.1", 40000),
             dst: ("10.0.0.2", 4000),
             tcp: false,
+            fin: false,
             drop: None,
             freed: false,
             len: 30,
@@ -118,7 +121,9 @@ pub fn event(e: Ev<'_>, ktime_ns: u64) -> TraceEvent {
     };
     let mut pkt = Vec::new();
     let b = PacketBuilder::ipv4(ip(e.src.0), ip(e.dst.0), 64);
-    if e.tcp {
+    if e.tcp && e.fin {
+        b.tcp(e.src.1, e.dst.1, 1, 1000).fin().ack(1).write(&mut pkt, &[]).unwrap();
+    } else if e.tcp {
         b.tcp(e.src.1, e.dst.1, 1, 1000).syn().write(&mut pkt, &[]).unwrap();
     } else {
         b.udp(e.src.1, e.dst.1).write(&mut pkt, b"hi").unwrap();
@@ -518,3 +523,7 @@ fn with_nft_trace_the_firewall_names_the_rule_handle_and_text() {
     assert!(v.evidence.missing.iter().any(|m| m.contains("saw no nf_tables drop")), "{:?}", v.evidence.missing);
     assert_eq!(v.evidence.nft, Default::default());
 }
+
+/// The events the e2e scenarios recorded, and what they changed.
+#[path = "tests/recorded.rs"]
+mod recorded;
