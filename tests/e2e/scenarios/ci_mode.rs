@@ -159,8 +159,18 @@ fn sigterm_reaches_the_command() -> anyhow::Result<()> {
     if !require_root() {
         return Ok(());
     }
-    let script = "trap 'exit 9' TERM; while :; do sleep 0.05; done";
-    let t = target().command().args(["--filter-func", target().drop_func(), "--", "sh", "-c", script]).start()?;
+    // The script says when its trap is set: a signal before that (skbtrace is
+    // ready before the command has run a line) would end sh by default.
+    let armed = std::env::temp_dir().join(format!("skbtrace-ci-trap-{}", std::process::id()));
+    let _ = std::fs::remove_file(&armed);
+    let script = format!("trap 'exit 9' TERM; : > '{}'; while :; do sleep 0.05; done", armed.display());
+    let t = target().command().args(["--filter-func", target().drop_func(), "--", "sh", "-c", &script]).start()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !armed.exists() {
+        ensure!(std::time::Instant::now() < deadline, "the command did not set its trap within 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&armed);
     t.signal(libc::SIGTERM)?;
     let done = t.wait()?;
     assert_eq!(done.status.code(), Some(9), "the command's own status after its trap ran: {}", done.stderr);
