@@ -128,6 +128,23 @@ pub struct MapSizes {
     pub skb_out_buf_bytes: u32,
 }
 
+#[cfg(test)]
+impl MapSizes {
+    /// The default sizes with a ring of `ring_bytes` and no `--output-skb`,
+    /// for tests that load the programs.
+    pub fn with_ring(ring_bytes: u32) -> Self {
+        use tracer_common::{limits::TRACK_ENTRIES_DEFAULT, skb_out::SkbOutConfig};
+        Self {
+            ring_bytes,
+            track_entries: TRACK_ENTRIES_DEFAULT,
+            cloning_entries: CLONING_ENTRIES,
+            stack_entries: STACK_ENTRIES,
+            skb_out_ring_bytes: 1,
+            skb_out_buf_bytes: SkbOutConfig::zeroed().buffer_bytes(),
+        }
+    }
+}
+
 /// How events are printed and kept.
 pub struct OutputSpec {
     pub format: Format,

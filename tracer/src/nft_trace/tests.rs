@@ -104,7 +104,6 @@ fn the_verifier_takes_the_program() {
     use tracer_common::{
         Config,
         config::{CFG_CONNTRACK, CFG_NFT_TRACE, CFG_TRACK_SKB},
-        limits::{CLONING_ENTRIES, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
         names,
         skb_out::SkbOutConfig,
     };
@@ -117,14 +116,7 @@ fn the_verifier_takes_the_program() {
         return;
     };
     let btf = btf.expect("checked above");
-    let sizes = MapSizes {
-        ring_bytes: 1 << 20,
-        track_entries: TRACK_ENTRIES_DEFAULT,
-        cloning_entries: CLONING_ENTRIES,
-        stack_entries: STACK_ENTRIES,
-        skb_out_ring_bytes: 1,
-        skb_out_buf_bytes: SkbOutConfig::zeroed().buffer_bytes(),
-    };
+    let sizes = MapSizes::with_ring(1 << 20);
     let mut no_walk = offsets;
     no_walk.last_chain = tracer_common::config::NFT_OFFSET_NONE;
     no_walk.arg_chain = 1;

@@ -17,7 +17,6 @@ use tracer_common::{
     Config, Event,
     config::CFG_CONNTRACK,
     event::{Ct, EVENT_HEADER_SIZE, FLAG_CT, record_data_len},
-    limits::{CLONING_ENTRIES, STACK_ENTRIES, TRACK_ENTRIES_DEFAULT},
     names,
     skb_out::SkbOutConfig,
 };
@@ -48,14 +47,7 @@ impl Traced {
         config.flags = flags;
         config.snaplen = 128;
         config.wakeup_bytes = u32::MAX;
-        let sizes = MapSizes {
-            ring_bytes: 32 << 20,
-            track_entries: TRACK_ENTRIES_DEFAULT,
-            cloning_entries: CLONING_ENTRIES,
-            stack_entries: STACK_ENTRIES,
-            skb_out_ring_bytes: 1,
-            skb_out_buf_bytes: SkbOutConfig::zeroed().buffer_bytes(),
-        };
+        let sizes = MapSizes::with_ring(32 << 20);
         let mut loader = Loader::new(
             &config,
             &SkbOutConfig::zeroed(),
@@ -271,14 +263,7 @@ fn cost_per_run() {
 #[ignore = "prints numbers for a person to read"]
 fn verifier_work() {
     let Some(btf) = available("verifier_work") else { return };
-    let sizes = MapSizes {
-        ring_bytes: 1 << 20,
-        track_entries: TRACK_ENTRIES_DEFAULT,
-        cloning_entries: CLONING_ENTRIES,
-        stack_entries: STACK_ENTRIES,
-        skb_out_ring_bytes: 1,
-        skb_out_buf_bytes: SkbOutConfig::zeroed().buffer_bytes(),
-    };
+    let sizes = MapSizes::with_ring(1 << 20);
     let kfree_skb = tracepoint::targets(&btf, Some(&Regex::new("^kfree_skb$").expect("regex")))
         .pop()
         .expect("the kfree_skb tracepoint");
