@@ -2,7 +2,7 @@
 //! already resolved and never touches the kernel; printers write to any
 //! `io::Write`. At the end each gets the [`RunSummary`].
 
-mod fields;
+pub(crate) mod fields;
 pub mod json;
 pub mod pcapng;
 pub mod rotate;

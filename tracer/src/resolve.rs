@@ -204,23 +204,26 @@ pub struct Resolver<'a> {
     /// Indexed by probe id (tracepoints).
     probes: Vec<Arc<str>>,
     reasons: &'a DropReasons,
-    reason_names: HashMap<u32, Arc<str>>,
-    symbols: HashMap<u64, Arc<str>>,
-    processes: HashMap<u32, Arc<str>>,
+    reason_names: FastMap<u32, Arc<str>>,
+    symbols: FastMap<u64, Arc<str>>,
+    processes: FastMap<u32, Arc<str>>,
     /// The STACKS map, under `--output-stack`.
     stacks: Option<StackTraceMap<MapData>>,
     wanted: Wanted,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn kernel time into wall time.
     boot_offset_ns: i128,
     /// `--timestamp relative`: each live skb's previous event.
-    last_seen: HashMap<u64, u64>,
+    last_seen: FastMap<u64, u64>,
     netns_names: Option<(NetnsNames, NamesByInode)>,
     /// Conntrack's enum names, when conntrack is read.
     ct_names: Option<CtNames>,
 }
 
 /// Netns names as the events carry them, or `None` for a nameless netns.
-type NamesByInode = HashMap<u32, Option<Arc<str>>>;
+type NamesByInode = FastMap<u32, Option<Arc<str>>>;
+
+/// The maps looked up for every event.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Live skbs `--timestamp relative` remembers before it starts afresh: a
 /// bound on memory when frees are not traced.
@@ -238,14 +241,14 @@ impl<'a> Resolver<'a> {
             kallsyms,
             probes: probes.iter().map(|p| Arc::from(p.name.as_str())).collect(),
             reasons,
-            reason_names: HashMap::new(),
-            symbols: HashMap::new(),
-            processes: HashMap::new(),
+            reason_names: FastMap::default(),
+            symbols: FastMap::default(),
+            processes: FastMap::default(),
             stacks,
             wanted,
             boot_offset_ns: boot_offset_ns(),
-            last_seen: HashMap::new(),
-            netns_names: wanted.netns_names.then(|| (NetnsNames::scan(), HashMap::new())),
+            last_seen: FastMap::default(),
+            netns_names: wanted.netns_names.then(|| (NetnsNames::scan(), FastMap::default())),
             ct_names: None,
         }
     }

@@ -7,13 +7,13 @@
 //! flood of drops costs one lookup per netns per second, not one per packet.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
     os::unix::fs::MetadataExt as _,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
+use foldhash::HashMap;
 use serde::Serialize;
 
 use crate::nft_trace::ruleset;
@@ -142,17 +142,22 @@ pub struct Host {
     /// Where each netns was found, and when a netns that was not found was
     /// last looked for: a flood of events from it must not rescan /proc.
     paths: HashMap<u32, (Instant, Option<PathBuf>, Option<String>)>,
-    cache: HashMap<(u32, String), (Instant, Result<String, String>)>,
+    /// netns → key → when it was read and what. By netns first, so that a
+    /// lookup needs no owned key: every verdict asks a few of these.
+    cache: HashMap<u32, HashMap<String, Read>>,
+    /// Entries in `cache`, to bound it.
+    cached: usize,
 }
+
+/// When a value was read, and what was read (or why it could not be).
+type Read = (Instant, Result<String, String>);
 
 const TTL: Duration = Duration::from_secs(1);
 
 impl Host {
     /// A path to open for `netns`, and its /run/netns name.
     fn locate(&mut self, netns: u32) -> (Option<PathBuf>, Option<String>) {
-        if let Some((at, path, name)) = self.paths.get(&netns)
-            && (path.is_some() || at.elapsed() < TTL)
-        {
+        if let Some((path, name)) = self.located(netns) {
             return (path.clone(), name.clone());
         }
         let inode = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.ino());
@@ -184,6 +189,12 @@ impl Host {
         found
     }
 
+    /// Where `netns` was found, while that is still worth believing.
+    fn located(&self, netns: u32) -> Option<(&Option<PathBuf>, &Option<String>)> {
+        let (at, path, name) = self.paths.get(&netns)?;
+        (path.is_some() || at.elapsed() < TTL).then_some((path, name))
+    }
+
     /// `f` run inside `netns`, cached under `key` for a second.
     fn inside(
         &mut self,
@@ -191,7 +202,7 @@ impl Host {
         key: &str,
         f: impl FnOnce() -> Result<String, String> + Send,
     ) -> Result<String, String> {
-        if let Some((at, v)) = self.cache.get(&(netns, key.to_owned()))
+        if let Some((at, v)) = self.cache.get(&netns).and_then(|keys| keys.get(key))
             && at.elapsed() < TTL
         {
             return v.clone();
@@ -200,10 +211,13 @@ impl Host {
             None => Err(format!("netns {netns} is gone (no /run/netns entry or process holds it)")),
             Some(path) => crate::netns::within(&path, || Ok(f())).unwrap_or_else(|e| Err(format!("{e:#}"))),
         };
-        if self.cache.len() > 4096 {
+        if self.cached > 4096 {
             self.cache.clear();
+            self.cached = 0;
         }
-        self.cache.insert((netns, key.to_owned()), (Instant::now(), value.clone()));
+        if self.cache.entry(netns).or_default().insert(key.to_owned(), (Instant::now(), value.clone())).is_none() {
+            self.cached += 1;
+        }
         value
     }
 }
@@ -222,7 +236,10 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 
 impl Environment for Host {
     fn netns_name(&mut self, netns: u32) -> Option<String> {
-        self.locate(netns).1
+        match self.located(netns) {
+            Some((_, name)) => name.clone(),
+            None => self.locate(netns).1,
+        }
     }
 
     fn listeners(&mut self, netns: u32, proto: u8) -> Result<Vec<Listener>, String> {
@@ -241,8 +258,9 @@ impl Environment for Host {
     }
 
     fn sysctl(&mut self, netns: u32, key: &str) -> Result<String, String> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let path = || format!("/proc/sys/{}", key.replace('.', "/"));
         self.inside(netns, key, move || {
+            let path = path();
             std::fs::read_to_string(&path).map(|s| s.trim().to_owned()).map_err(|e| format!("reading {path}: {e}"))
         })
     }

@@ -12,7 +12,9 @@
 //! that does not match them can be told (the asymmetric-NAT rule).
 //! Everything here is bounded: old entries go when a table is full.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::net::IpAddr;
+
+use foldhash::HashMap;
 
 use super::story::{Hop, Kind, Story};
 use crate::decode::Tuple;
@@ -77,7 +79,13 @@ const PROXY_WINDOW_NS: u64 = 1_000_000_000;
 
 impl Flows {
     pub fn new(max: usize) -> Self {
-        Self { ids: HashMap::new(), next: 1, snat: HashMap::new(), received: HashMap::new(), max: max.max(16) }
+        Self {
+            ids: HashMap::default(),
+            next: 1,
+            snat: HashMap::default(),
+            received: HashMap::default(),
+            max: max.max(16),
+        }
     }
 
     /// Gives the story its flow id, learns its NAT, and guesses a proxy link.

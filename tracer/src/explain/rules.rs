@@ -5,14 +5,13 @@
 //! person can act on, or declines (`None`) and lets the next rule try.
 //! The last rules always answer.
 
-use std::net::IpAddr;
-
 mod ending;
 mod netfilter;
 
 use ending::{delivered, fallback, silent_end, socket_consumed, transmitted, unfinished};
 use netfilter::{conntrack_full, ct_invalid, firewall};
 
+pub use super::context::ep;
 use super::{
     context::{Confidence, Ctx, Verdict},
     story::{End, Kind, short},
@@ -392,14 +391,6 @@ fn rcvbuf(ctx: &mut Ctx<'_>) -> Option<Verdict> {
     );
     let confidence = if owner.is_some() { Confidence::Full } else { Confidence::Partial };
     Some(Verdict::new(sentence, ev, confidence))
-}
-
-/// `10.0.0.1:4000`, `[fd00::1]:4000`.
-pub fn ep((addr, port): (IpAddr, u16)) -> String {
-    match addr {
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-        IpAddr::V4(a) => format!("{a}:{port}"),
-    }
 }
 
 #[cfg(test)]

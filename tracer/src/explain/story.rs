@@ -9,10 +9,10 @@
 //! allocates nothing beyond the story's own list.
 
 use crate::conntrack::Conntrack;
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
+
+// Looked up for every event, by skb address.
+use foldhash::HashMap;
 
 use crate::{
     decode::Tuple,
@@ -303,13 +303,13 @@ pub struct StoryTable {
 impl StoryTable {
     pub fn new(max: usize) -> Self {
         Self {
-            open: HashMap::with_capacity(max.min(1 << 14)),
+            open: HashMap::with_capacity_and_hasher(max.min(1 << 14), Default::default()),
             order: VecDeque::new(),
             next_id: 1,
             max,
-            delivered: HashMap::new(),
-            dropped: HashMap::new(),
-            kinds: HashMap::new(),
+            delivered: HashMap::default(),
+            dropped: HashMap::default(),
+            kinds: HashMap::default(),
         }
     }
 

@@ -146,3 +146,63 @@ fn a_delivered_skb_s_free_is_part_of_its_story() {
     assert_eq!(summary.verdicts[0].rule, "delivered");
     assert!(out.contains("verdict: delivered to proc:99 on 10.0.0.2:4000 in netns 7 (blue)"), "{out}");
 }
+
+/// The text block, whole: NAT across two netns and a drop, a delivery, an
+/// idle story and one open at exit.
+#[test]
+fn stories_print_as_before() {
+    let (mut x, _) = explainer(Format::Text, 10);
+    let hop = |ns, ifname, func, dst| Ev { ns, ifname, func, dst, ..Ev::default() };
+    x.event(&event(hop(7, "eth0", "netif_receive_skb", ("10.0.0.2", 4000)), 1_000)).unwrap();
+    x.event(&event(hop(7, "eth0", "nf_hook_slow", ("10.9.0.2", 53)), 2_000)).unwrap();
+    x.event(&event(hop(8, "veth1", "netif_receive_skb", ("10.9.0.2", 53)), 3_000)).unwrap();
+    let drop = Some(("NO_SOCKET", "__udp4_lib_rcv+0x4bc"));
+    x.event(&event(Ev { ns: 8, ifname: "", func: "kfree_skb", dst: ("10.9.0.2", 53), drop, ..Ev::default() }, 9_000))
+        .unwrap();
+    x.event(&event(Ev { skb: 0x2000, func: "udp_queue_rcv_one_skb", ..Ev::default() }, 10_000)).unwrap();
+    x.event(&event(Ev { skb: 0x3000, tcp: true, ..Ev::default() }, 20_000)).unwrap();
+    x.event(&event(Ev { skb: 0x4000, ..Ev::default() }, 900_000_000)).unwrap();
+    let (out, _) = finish(x);
+    let want = r#"story 1 flow 1  skb 0x1000  10.0.0.1:40000->10.0.0.2:4000(udp)  4 events, 8 µs
+  netns 7 (blue)  in eth0
+      10.0.0.1:40000->10.0.0.2:4000(udp) ⇒ 10.0.0.1:40000->10.9.0.2:53(udp)  (DNAT here)
+      netif_receive_skb → nf_hook_slow
+  netns 8  in veth1
+      10.0.0.1:40000->10.9.0.2:53(udp)
+      netif_receive_skb → kfree_skb
+  ct: unknown: the packet carried no conntrack entry
+  end: dropped SKB_DROP_REASON_NO_SOCKET at __udp4_lib_rcv+0x4bc in netns 8 on no device
+  evidence: listeners on that port: none (inferred)
+  missing: conntrack (to rule out a NAT reply that was not undone): the packet carried no entry
+verdict: UDP to 10.9.0.2:53 from 10.0.0.1:40000 refused in netns 8 (sent to 10.0.0.2:4000; NAT on the way made it 10.9.0.2:53): nothing listens on 10.9.0.2:53 there [closed-port, full]
+
+story 2 flow 1  skb 0x2000  10.0.0.1:40000->10.0.0.2:4000(udp)  1 events, 0 µs
+  netns 7 (blue)
+      10.0.0.1:40000->10.0.0.2:4000(udp)
+      udp_queue_rcv_one_skb
+  ct: unknown: the packet carried no conntrack entry
+  end: idle at udp_queue_rcv_one_skb in netns 7 (blue) on eth0
+  missing: the rest of its path: the backend saw no more of it (kprobes would)
+verdict: last seen at udp_queue_rcv_one_skb in netns 7 (blue) on eth0: no event came for --explain-idle; it was not seen freed [unfinished, guess]
+
+story 3 flow 2  skb 0x3000  10.0.0.1:40000->10.0.0.2:4000(tcp)  1 events, 0 µs
+  netns 7 (blue)  in eth0
+      10.0.0.1:40000->10.0.0.2:4000(tcp)
+      netif_receive_skb
+  ct: unknown: the packet carried no conntrack entry
+  end: idle at netif_receive_skb in netns 7 (blue) on eth0
+  missing: the rest of its path: the backend saw no more of it (kprobes would)
+verdict: last seen at netif_receive_skb in netns 7 (blue) on eth0: no event came for --explain-idle; it was not seen freed [unfinished, guess]
+
+story 4 flow 1  skb 0x4000  10.0.0.1:40000->10.0.0.2:4000(udp)  1 events, 0 µs
+  netns 7 (blue)  in eth0
+      10.0.0.1:40000->10.0.0.2:4000(udp)
+      netif_receive_skb
+  ct: unknown: the packet carried no conntrack entry
+  end: open_at_exit at netif_receive_skb in netns 7 (blue) on eth0
+  missing: the rest of its path: the backend saw no more of it (kprobes would)
+verdict: last seen at netif_receive_skb in netns 7 (blue) on eth0: the trace ended first; it was not seen freed [unfinished, guess]
+
+"#;
+    assert_eq!(out, want, "{out}");
+}

@@ -7,7 +7,7 @@ use tracer_common::event::Capture;
 
 use super::{
     Consumer,
-    fields::{push_hex, push_ip, push_num, push_proto},
+    fields::{needs_escape, push_hex, push_ip, push_json_str as push_str, push_num, push_proto},
     push_func_column, push_time,
 };
 use crate::{decode::push_tcp_flag_names, resolve::TraceEvent, summary::RunSummary};
@@ -31,46 +31,6 @@ impl<W: Write> JsonPrinter<W> {
         let result = self.out.write_all(self.pending.as_bytes());
         self.pending.clear();
         result
-    }
-}
-
-/// Whether `s` holds a byte JSON must escape: a control character, `"` or
-/// `\`. Eight bytes per step: byte by byte, this scan was a quarter of the
-/// printer's instructions.
-fn needs_escape(s: &str) -> bool {
-    let mut words = s.as_bytes().chunks_exact(8);
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
-        if any_byte_below(x, 0x20) || any_byte_is(x, b'"') || any_byte_is(x, b'\\') {
-            return true;
-        }
-    }
-    words.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-const ONES: u64 = u64::from_le_bytes([1; 8]);
-const HIGH_BITS: u64 = ONES << 7;
-
-/// Whether some byte of `x` is below `n` (≤ 0x80): subtracting `n` from each
-/// byte borrows into its high bit exactly there (the bit-twiddling hacks'
-/// `hasless`).
-const fn any_byte_below(x: u64, n: u8) -> bool {
-    x.wrapping_sub(ONES * n as u64) & !x & HIGH_BITS != 0
-}
-
-const fn any_byte_is(x: u64, b: u8) -> bool {
-    any_byte_below(x ^ (ONES * b as u64), 1)
-}
-
-/// Appends `s` as a JSON string.
-#[inline(always)]
-fn push_str(out: &mut String, s: &str) {
-    if needs_escape(s) {
-        out.push_str(&serde_json::to_string(s).expect("a str always serializes"));
-    } else {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
     }
 }
 
@@ -216,30 +176,5 @@ impl<W: Write> Drop for JsonPrinter<W> {
     fn drop(&mut self) {
         let _ = self.write_pending();
         let _ = self.out.flush();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::needs_escape;
-
-    #[test]
-    fn the_word_scan_finds_what_a_byte_scan_finds() {
-        let by_byte = |s: &str| s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
-        // Every ASCII byte, at every position of strings around the 8-byte steps.
-        for len in 1..=17 {
-            for at in 0..len {
-                for b in 0..0x80u8 {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[at] = b;
-                    let s = std::str::from_utf8(&bytes).unwrap();
-                    assert_eq!(needs_escape(s), by_byte(s), "{s:?}");
-                }
-            }
-        }
-        // Bytes of multi-byte characters are never below 0x80, nor quotes.
-        for s in ["", "é", "ünïcödé naïve façade", "\u{7f}\u{80}\u{ff}\u{2028}", "lo\"", "tab\there"] {
-            assert_eq!(needs_escape(s), by_byte(s), "{s:?}");
-        }
     }
 }

@@ -8,7 +8,7 @@
 
 use tracer_common::skb_out::CB_WORDS;
 
-use super::fields::{push_hex, push_num};
+use super::fields::{push_hex, push_json_str, push_num};
 use crate::skb_out::{MetaValue, SkbFields};
 
 /// `__sk_buff->cb[]`'s width: five `0x%08X` and their brackets and commas.
@@ -76,33 +76,40 @@ pub fn push_dumps(out: &mut String, fields: &SkbFields) {
 
 /// JSON's four members, each after a comma.
 pub fn push_json(out: &mut String, fields: Option<&SkbFields>) {
+    let Some(f) = fields else {
+        // Every event without these flags: one copy, not a member at a time
+        // (a tenth of the JSON printer's time went here).
+        out.push_str(EMPTY_JSON);
+        return;
+    };
     out.push_str(",\"skb_metadata\":{");
-    if let Some(f) = fields {
-        for (i, name) in f.names.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_json_str(out, &name.key);
-            out.push(':');
-            match f.values.get(i) {
-                Some(value) => push_json_value(out, value),
-                None => out.push_str("null"),
-            }
+    for (i, name) in f.names.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, &name.key);
+        out.push(':');
+        match f.values.get(i) {
+            Some(value) => push_json_value(out, value),
+            None => out.push_str("null"),
         }
     }
     out.push_str("},\"cb\":[");
-    let cb = fields.map_or([0; CB_WORDS], |f| f.cb);
-    for (i, word) in cb.iter().enumerate() {
+    for (i, word) in f.cb.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         push_num(out, *word);
     }
     out.push_str("],\"skb_dump\":");
-    push_json_str(out, fields.map_or("", |f| &f.skb_dump));
+    push_json_str(out, &f.skb_dump);
     out.push_str(",\"skb_shared_info_dump\":");
-    push_json_str(out, fields.map_or("", |f| &f.shinfo_dump));
+    push_json_str(out, &f.shinfo_dump);
 }
+
+/// The members of an event without skb fields.
+const EMPTY_JSON: &str = r#","skb_metadata":{},"cb":[0,0,0,0,0],"skb_dump":"","skb_shared_info_dump":"""#;
+const _: () = assert!(CB_WORDS == 5, "EMPTY_JSON spells out cb's words");
 
 fn push_json_value(out: &mut String, value: &MetaValue) {
     match value {
@@ -118,10 +125,6 @@ fn push_json_value(out: &mut String, value: &MetaValue) {
         MetaValue::Char(c) => push_json_str(out, &char::from(*c).to_string()),
         MetaValue::Str(s) => push_json_str(out, s),
     }
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).expect("a str always serializes"));
 }
 
 #[cfg(test)]

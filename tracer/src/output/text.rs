@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::{
     Consumer,
-    fields::{column, push_hex, push_hex_digits, push_ip, push_num, push_proto},
+    fields::{column, insert_spaces, push_hex, push_hex_digits, push_ip, push_num, push_proto, push_spaces},
     push_func_column, push_local_time,
     skb_fields::{self, CB_WIDTH},
 };
@@ -57,16 +57,23 @@ fn push_centred(line: &mut String, width: usize, write: impl FnOnce(&mut String)
     let len = line[start..].chars().count();
     if len < width {
         let left = (width - len) / 2;
-        line.insert_str(start, &" ".repeat(left));
-        line.extend(std::iter::repeat_n(' ', width - len - left));
+        insert_spaces(line, start, left);
+        push_spaces(line, width - len - left);
     }
 }
 
 /// The TUPLE column alone, e.g. `10.0.0.1:53128->10.0.0.2:4000(udp)`.
 pub fn tuple_column(t: &Tuple) -> String {
-    let mut s = String::new();
-    push_tuple(&mut s, t, false);
+    // Room for two IPv4 endpoints and the protocol: growing from empty took
+    // as long as writing the tuple.
+    let mut s = String::with_capacity(64);
+    push_tuple_column(&mut s, t);
     s
+}
+
+/// [`tuple_column`], appended to `out`.
+pub fn push_tuple_column(out: &mut String, t: &Tuple) {
+    push_tuple(out, t, false);
 }
 
 fn push_tuple(line: &mut String, t: &Tuple, tcp_flags: bool) {
@@ -196,7 +203,7 @@ impl<W: Write> Consumer for TextPrinter<W> {
             push_tuple(line, &e.tuple, c.tcp_flags);
             let width = line.len() - start;
             self.tuple_width = self.tuple_width.max(width);
-            line.extend(std::iter::repeat_n(' ', self.tuple_width - width + 1));
+            push_spaces(line, self.tuple_width - width + 1);
         }
         push_func_column(line, e);
         if let Some(fields) = &e.skb_fields {
