@@ -2,6 +2,9 @@
 //! [`Config`] that holds everything a run needs. Every bad input is found
 //! here, before anything is loaded or attached (exit 2); nothing past this
 //! module reads `Args`.
+//!
+//! Longer than 400 lines: one place for every check of the arguments is the
+//! point of this stage (so that nothing later can meet a bad input).
 
 use std::{
     os::unix::fs::MetadataExt as _,

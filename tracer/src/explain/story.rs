@@ -7,6 +7,9 @@
 //! A [`Step`] is the part of a [`TraceEvent`] a story needs, without the
 //! packet bytes: names stay the resolver's `Arc<str>`, so keeping a step
 //! allocates nothing beyond the story's own list.
+//!
+//! Longer than 400 lines: the story, its table and its hops share one
+//! invariant (a step list per skb that ends exactly once) and are read together.
 
 use crate::conntrack::Conntrack;
 use std::{collections::VecDeque, sync::Arc};

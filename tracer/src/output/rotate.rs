@@ -37,6 +37,9 @@
 //! [`RotatingFile::finish`] must be called at the end of a run: it writes a
 //! last line that has no `\n`, and waits for compression and cleanup to end.
 //! Dropping the writer does the same, ignoring errors.
+//!
+//! Longer than 400 lines: the writer, its rename/compress/clean-up thread and
+//! the rules above hold together; each part is only correct with the others.
 
 use std::{
     fs::{self, File, OpenOptions, Permissions},

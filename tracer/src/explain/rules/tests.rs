@@ -1,6 +1,9 @@
 //! Each rule on hand-built stories (the event sequences this host's
 //! tracepoint backend produced in the e2e tests), against a fake
 //! environment.
+//!
+//! Longer than 400 lines: one test per rule and per way it declines, each a
+//! few recorded events; kept together so the rule table's coverage reads at once.
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 

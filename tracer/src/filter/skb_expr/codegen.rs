@@ -24,6 +24,9 @@
 //!
 //! All forward, to labels fixed up at the end; no instruction is unreachable, as the verifier
 //! requires (the common exit is only emitted when some read uses it).
+//!
+//! Longer than 400 lines: the emitter and its label fix-ups share the
+//! register and stack conventions above; split, they would be read apart.
 
 use super::typed::{Arith, Cmp, Convert, Node, Place, Read, Typed};
 use super::{MAX_INSNS, MAX_STACK, SkbExprError};
