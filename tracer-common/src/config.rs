@@ -33,17 +33,30 @@ pub struct Offsets {
     pub ct: CtOffsets,
 }
 
-/// Where one direction's tuple fields are, counted from the start of
-/// `struct nf_conn` (`tuplehash[dir].tuple.…`).
+/// `struct nf_conntrack_tuple` as the kernel lays it out, and as the eBPF
+/// side reads a tuple: one masked offset per tuple, then loads at these
+/// fixed places (one offset per field cost a load, a mask and an add each,
+/// ~25 instructions per tuple). User space checks BTF against it
+/// (`btf/conntrack.rs`): a kernel laid out otherwise has no conntrack
+/// output rather than a wrong one. The layout has not changed since the
+/// tuple became protocol-independent (2.6.15).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CtTupleOffsets {
-    pub src_u3: u16,
+pub struct NfConntrackTuple {
+    /// `src.u3`: `union nf_inet_addr`.
+    pub src_u3: [u32; 4],
+    /// `src.u.all`.
     pub src_u: u16,
+    /// `src.l3num`.
     pub l3num: u16,
-    pub dst_u3: u16,
+    /// `dst.u3`.
+    pub dst_u3: [u32; 4],
+    /// `dst.u.all`.
     pub dst_u: u16,
-    pub protonum: u16,
+    /// `dst.protonum`.
+    pub protonum: u8,
+    /// `dst.dir`.
+    pub dir: u8,
 }
 
 /// Offsets of the conntrack fields the programs read. `skb_nfct` is
@@ -61,8 +74,10 @@ pub struct CtOffsets {
     pub mark: u16,
     pub zone_id: u16,
     pub zone_dir: u16,
-    pub orig: CtTupleOffsets,
-    pub reply: CtTupleOffsets,
+    /// `tuplehash[IP_CT_DIR_ORIGINAL].tuple`, an [`NfConntrackTuple`].
+    pub orig: u16,
+    /// `tuplehash[IP_CT_DIR_REPLY].tuple`.
+    pub reply: u16,
     /// How many leading bytes of `struct nf_conn` the programs read, in one
     /// go: up to the end of the last field above.
     pub read_len: u16,
@@ -76,14 +91,6 @@ pub const CT_READ_MAX: u32 = 256;
 pub const CT_OFFSET_NONE: u16 = u16::MAX;
 
 impl CtOffsets {
-    const TUPLE_NONE: CtTupleOffsets = CtTupleOffsets {
-        src_u3: CT_OFFSET_NONE,
-        src_u: CT_OFFSET_NONE,
-        l3num: CT_OFFSET_NONE,
-        dst_u3: CT_OFFSET_NONE,
-        dst_u: CT_OFFSET_NONE,
-        protonum: CT_OFFSET_NONE,
-    };
     /// No conntrack: the programs never read an entry.
     pub const NONE: Self = Self {
         skb_nfct: OFFSET_NONE,
@@ -91,8 +98,8 @@ impl CtOffsets {
         mark: CT_OFFSET_NONE,
         zone_id: CT_OFFSET_NONE,
         zone_dir: CT_OFFSET_NONE,
-        orig: Self::TUPLE_NONE,
-        reply: Self::TUPLE_NONE,
+        orig: CT_OFFSET_NONE,
+        reply: CT_OFFSET_NONE,
         read_len: 0,
         _pad: 0,
     };
@@ -226,12 +233,13 @@ pub struct Config {
     pub nft: NftOffsets,
 }
 
-const _: () = assert!(core::mem::size_of::<CtTupleOffsets>() == 6 * 2);
-const _: () = assert!(core::mem::size_of::<CtOffsets>() == 4 + 4 * 2 + 2 * 6 * 2 + 2 * 2);
+const _: () = assert!(core::mem::size_of::<NfConntrackTuple>() == 40);
+const _: () = assert!(core::mem::align_of::<NfConntrackTuple>() == 4);
+const _: () = assert!(core::mem::size_of::<CtOffsets>() == 4 + 8 * 2);
 const _: () = assert!(CT_READ_MAX < CT_OFFSET_NONE as u32);
 const _: () = assert!(core::mem::size_of::<BitField>() == 4);
 const _: () = assert!(core::mem::size_of::<NftOffsets>() == 8 + 8 * 2 + 3 * 4 + 6 * 2 + 4 + 2 * 2);
-const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 40 + 10 * 4 + 56);
+const _: () = assert!(core::mem::size_of::<Config>() == 17 * 4 + 20 + 10 * 4 + 56);
 
 impl NftOffsets {
     const NO_BITS: BitField = BitField { word: NFT_OFFSET_NONE, shift: 0, bits: 0 };

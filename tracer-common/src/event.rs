@@ -32,12 +32,15 @@ pub const FLAG_TRACKED: u8 = 1 << 1;
 /// address may be reused by the next skb, so this event ends its story.
 pub const FLAG_FREED: u8 = 1 << 2;
 /// Event flag: the skb had a conntrack entry (or was marked untracked): a
-/// [`Ct`] block follows the packet bytes (see [`EVENT_HEADER_SIZE`]).
+/// conntrack block follows the packet bytes (see [`EVENT_HEADER_SIZE`]), a
+/// [`Ct4`] with [`FLAG_CT4`], else a [`Ct`].
 pub const FLAG_CT: u8 = 1 << 3;
 /// Event flag: the event is nf_tables's verdict on the skb (`--nft-trace`):
-/// a [`Ct`] block (meaningful only with [`FLAG_CT`]) and an [`Nft`] block
-/// follow the packet bytes.
+/// an [`Nft`] block follows the packet bytes and the conntrack block, if any.
 pub const FLAG_NFT: u8 = 1 << 4;
+/// Event flag, with [`FLAG_CT`]: the conntrack block is the short IPv4 one,
+/// a [`Ct4`].
+pub const FLAG_CT4: u8 = 1 << 5;
 
 /// One skb seen at one probe. Built in a per-CPU scratch slot, filtered, then
 /// copied whole into the ring buffer.
@@ -89,10 +92,11 @@ const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
 
 /// A ring-buffer record is the event's fields before `data` (this many
 /// bytes), its `cap_len` packet bytes rounded up to 8
-/// ([`record_data_len`]), then, with [`FLAG_CT`], a [`Ct`]. Only the
+/// ([`record_data_len`]), then, with [`FLAG_CT`], a conntrack block
+/// ([`ct_block_len`] bytes), then, with [`FLAG_NFT`], an [`Nft`]. Only the
 /// captured bytes are sent, not all of `data`: the ring buffer's cost grows
 /// with the cache lines a record writes (a 104-byte conntrack block cost
-/// ~50 ns per event on the host's flood benchmark).
+/// ~50 ns per event on the host's flood benchmark, hence [`Ct4`]).
 pub const EVENT_HEADER_SIZE: usize = 112;
 const _: () = assert!(core::mem::offset_of!(Event, data) == EVENT_HEADER_SIZE);
 
@@ -148,8 +152,7 @@ impl Event {
     }
 
     /// The ring-buffer record of this event, as the eBPF side writes it
-    /// (for tests and benchmarks); with `nft`, the conntrack block is sent
-    /// whether or not `ct` fills it.
+    /// (for tests and benchmarks): `ct` as a [`Ct4`] when one holds it all.
     #[cfg(feature = "user")]
     pub fn to_record(&self, ct: Option<&Ct>, nft: Option<&Nft>) -> alloc::vec::Vec<u8> {
         let data_len = record_data_len(self.cap_len);
@@ -159,12 +162,22 @@ impl Event {
         record.extend_from_slice(unsafe {
             core::slice::from_raw_parts((self as *const Self).cast::<u8>(), EVENT_HEADER_SIZE + data_len)
         });
-        let mut flags = self.flags & !(FLAG_CT | FLAG_NFT);
-        if ct.is_some() || nft.is_some() {
-            flags |= if ct.is_some() { FLAG_CT } else { 0 };
-            let ct = ct.copied().unwrap_or(Ct::zeroed());
-            // SAFETY: Ct is repr(C) plain data without padding (sizes asserted below).
-            record.extend_from_slice(unsafe { core::slice::from_raw_parts((&raw const ct).cast::<u8>(), CT_SIZE) });
+        let mut flags = self.flags & !(FLAG_CT | FLAG_CT4 | FLAG_NFT);
+        match ct.map(|ct| (ct, Ct4::compact(ct))) {
+            Some((_, Some(short))) => {
+                flags |= FLAG_CT | FLAG_CT4;
+                // SAFETY: Ct4 is repr(C) plain data without padding (size asserted below).
+                record.extend_from_slice(unsafe {
+                    core::slice::from_raw_parts((&raw const short).cast::<u8>(), CT4_SIZE)
+                });
+            }
+            Some((ct, None)) => {
+                flags |= FLAG_CT;
+                // SAFETY: Ct is repr(C) plain data without padding (sizes asserted below).
+                record
+                    .extend_from_slice(unsafe { core::slice::from_raw_parts((ct as *const Ct).cast::<u8>(), CT_SIZE) });
+            }
+            None => {}
         }
         if let Some(nft) = nft {
             flags |= FLAG_NFT;
@@ -224,7 +237,8 @@ pub const CT_TUPLE_SIZE: usize = 40;
 const _: () = assert!(core::mem::size_of::<CtTuple>() == CT_TUPLE_SIZE);
 
 /// The conntrack entry attached to an skb (`skb->_nfct`), as the eBPF side
-/// read it. Only in records whose event has [`FLAG_CT`].
+/// read it. In records whose event has [`FLAG_CT`] but not [`FLAG_CT4`];
+/// [`Ct::from_record`] gives one for either block.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ct {
@@ -252,6 +266,58 @@ pub const CT_SIZE: usize = 16 + 2 * CT_TUPLE_SIZE + 8;
 const _: () = assert!(core::mem::size_of::<Ct>() == CT_SIZE);
 const _: () = assert!(core::mem::align_of::<Ct>() == 8);
 
+/// `src.l3num` of an IPv4 tuple (`NFPROTO_IPV4`, UAPI).
+pub const NFPROTO_IPV4: u16 = 2;
+
+/// One direction of an IPv4 entry: a [`CtTuple`] without the address
+/// words IPv4 leaves zero, and with `l3num` and `protonum` in the [`Ct4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtTuple4 {
+    pub src: u32,
+    pub dst: u32,
+    pub src_u: u16,
+    pub dst_u: u16,
+}
+
+/// An entry whose tuples are both IPv4 and whose status fits 32 bits
+/// (every `enum ip_conntrack_status` bit does): a [`Ct`] in 48 bytes
+/// rather than 104, for the common case. Records carry it with
+/// [`FLAG_CT4`]; it stands for the [`Ct`] that [`Ct4::expand`] gives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ct4 {
+    pub nf_conn: u64,
+    pub status: u32,
+    pub mark: u32,
+    pub orig: CtTuple4,
+    pub reply: CtTuple4,
+    pub zone: u16,
+    pub zone_dir: u8,
+    pub ctinfo: u8,
+    /// `orig.dst.protonum`.
+    pub orig_protonum: u8,
+    /// `reply.dst.protonum`.
+    pub reply_protonum: u8,
+    pub _pad: [u8; 2],
+}
+
+pub const CT4_SIZE: usize = 48;
+const _: () = assert!(core::mem::size_of::<Ct4>() == CT4_SIZE);
+const _: () = assert!(core::mem::align_of::<Ct4>() == 8);
+
+/// How many bytes of conntrack block follow the packet bytes in a record
+/// whose event has `flags`.
+pub const fn ct_block_len(flags: u8) -> usize {
+    if flags & FLAG_CT == 0 {
+        0
+    } else if flags & FLAG_CT4 != 0 {
+        CT4_SIZE
+    } else {
+        CT_SIZE
+    }
+}
+
 impl Ct {
     pub const fn zeroed() -> Self {
         const T: CtTuple = CtTuple { src: [0; 4], dst: [0; 4], src_u: 0, dst_u: 0, l3num: 0, protonum: 0, _pad: 0 };
@@ -259,19 +325,70 @@ impl Ct {
     }
 
     /// The conntrack block of a ring-buffer record (after the packet bytes,
-    /// see [`EVENT_HEADER_SIZE`]): `None` when the event has no [`FLAG_CT`]
-    /// or the record is too short to hold the block.
+    /// see [`EVENT_HEADER_SIZE`]), a [`Ct4`] expanded: `None` when the event
+    /// has no [`FLAG_CT`] or the record is too short to hold the block.
     #[cfg(feature = "user")]
     pub fn from_record(bytes: &[u8]) -> Option<Self> {
         let flags = *bytes.get(core::mem::offset_of!(Event, flags))?;
         let at = blocks_at(bytes)?;
-        let block = bytes.get(at..at + CT_SIZE)?;
-        if flags & FLAG_CT == 0 {
-            return None;
+        let block = bytes.get(at..at + ct_block_len(flags))?;
+        match ct_block_len(flags) {
+            0 => None,
+            CT4_SIZE => {
+                // SAFETY: `block` holds CT4_SIZE bytes; Ct4 is plain data valid for
+                // any bit pattern, and read_unaligned copes with the ring buffer's alignment.
+                Some(unsafe { core::ptr::read_unaligned(block.as_ptr().cast::<Ct4>()) }.expand())
+            }
+            // SAFETY: as above, with CT_SIZE bytes and a Ct.
+            _ => Some(unsafe { core::ptr::read_unaligned(block.as_ptr().cast::<Self>()) }),
         }
-        // SAFETY: `block` holds CT_SIZE bytes; Ct is plain data valid for any
-        // bit pattern, and read_unaligned copes with the ring buffer's alignment.
-        Some(unsafe { core::ptr::read_unaligned(block.as_ptr().cast::<Self>()) })
+    }
+}
+
+impl Ct4 {
+    /// `ct` in the short block, when it holds all of it.
+    pub fn compact(ct: &Ct) -> Option<Self> {
+        let tuple = |t: &CtTuple| {
+            (t.l3num == NFPROTO_IPV4 && t.src[1..] == [0; 3] && t.dst[1..] == [0; 3] && t._pad == 0)
+                .then_some(CtTuple4 { src: t.src[0], dst: t.dst[0], src_u: t.src_u, dst_u: t.dst_u })
+        };
+        Some(Self {
+            nf_conn: ct.nf_conn,
+            status: u32::try_from(ct.status).ok()?,
+            mark: ct.mark,
+            orig: tuple(&ct.orig)?,
+            reply: tuple(&ct.reply)?,
+            zone: ct.zone,
+            zone_dir: ct.zone_dir,
+            ctinfo: ct.ctinfo,
+            orig_protonum: ct.orig.protonum,
+            reply_protonum: ct.reply.protonum,
+            _pad: [0; 2],
+        })
+    }
+
+    /// The [`Ct`] this block stands for: IPv4 tuples, whose last twelve
+    /// address bytes the kernel leaves zero.
+    pub fn expand(&self) -> Ct {
+        let tuple = |t: &CtTuple4, protonum| CtTuple {
+            src: [t.src, 0, 0, 0],
+            dst: [t.dst, 0, 0, 0],
+            src_u: t.src_u,
+            dst_u: t.dst_u,
+            l3num: NFPROTO_IPV4,
+            protonum,
+            _pad: 0,
+        };
+        Ct {
+            nf_conn: self.nf_conn,
+            status: u64::from(self.status),
+            orig: tuple(&self.orig, self.orig_protonum),
+            reply: tuple(&self.reply, self.reply_protonum),
+            mark: self.mark,
+            zone: self.zone,
+            zone_dir: self.zone_dir,
+            ctinfo: self.ctinfo,
+        }
     }
 }
 
@@ -341,7 +458,7 @@ impl Nft {
     #[cfg(feature = "user")]
     pub fn from_record(bytes: &[u8]) -> Option<Self> {
         let flags = *bytes.get(core::mem::offset_of!(Event, flags))?;
-        let at = blocks_at(bytes)? + CT_SIZE;
+        let at = blocks_at(bytes)? + ct_block_len(flags);
         let block = bytes.get(at..at + NFT_SIZE)?;
         if flags & FLAG_NFT == 0 {
             return None;

@@ -17,7 +17,7 @@ use tracer_common::{
         CFG_TRACK_SKB, CtOffsets, NftOffsets, OFFSET_NONE, SKB_READ_MAX,
     },
     event::{
-        CT_SIZE, Capture, Ct, EVENT_HEADER_SIZE, FLAG_CT, FLAG_FREED, FLAG_HAS_REASON, FLAG_NFT, FLAG_TRACKED,
+        CT_SIZE, CT4_SIZE, Capture, EVENT_HEADER_SIZE, FLAG_CT4, FLAG_FREED, FLAG_HAS_REASON, FLAG_NFT, FLAG_TRACKED,
         NFT_SIZE, Nft,
     },
     limits::SNAPLEN_MAX,
@@ -294,40 +294,45 @@ fn build_and_emit<C: EbpfContext>(ctx: &C, skb: u64, cfg: &Config, site: &Site, 
     let (ktime_ns, cpu) = (ev.ktime_ns, ev.cpu);
     // Last, so that filtered-out packets never pay for it. From here on the
     // scratch slot is reached through `scratch` only.
-    let with_ct = cfg.flags & CFG_CONNTRACK != 0
-        // SAFETY: the per-CPU slot is ours, and `maps::Scratch` has room for a
-        // Ct at `ct_at` (8-aligned, ≤ EVENT_HEADER_SIZE + DATA_LEN_MASK);
-        // `nf_conn` is a separate field.
-        && conntrack::fill(
-            unsafe { &mut *scratch.cast::<u8>().add(ct_at as usize).cast::<Ct>() },
+    let ct_flags = if cfg.flags & CFG_CONNTRACK != 0 {
+        conntrack::fill(
+            // SAFETY: the per-CPU slot is ours, and `maps::Scratch` has room
+            // for a Ct at `ct_at` (8-aligned, ≤ EVENT_HEADER_SIZE + DATA_LEN_MASK).
+            unsafe { scratch.cast::<u8>().add(ct_at as usize) },
             &sk_buff,
+            // SAFETY: as above; `nf_conn` is a separate field.
             unsafe { (*scratch).nf_conn.as_mut_ptr() },
-        );
-    if with_ct {
+        )
+    } else {
+        0
+    };
+    if ct_flags != 0 {
         // SAFETY: as above; `ev` is not used past this point.
-        unsafe { (*scratch).event.flags |= FLAG_CT };
+        unsafe { (*scratch).event.flags |= ct_flags };
     }
+    // The block's length as a branch on the flags: a constant on each path
+    // for the verifier.
+    let nft_at = ct_at
+        + if ct_flags == 0 {
+            0
+        } else if ct_flags & FLAG_CT4 != 0 {
+            CT4_SIZE as u32
+        } else {
+            CT_SIZE as u32
+        };
     // nf_tables's verdict (`kprobe_nft_trace` only): its block follows the
-    // conntrack block, which is then sent whether or not FLAG_CT says it holds one.
-    let with_nft = match &site.nft {
+    // conntrack block, if any.
+    let size = match &site.nft {
         Some(args) => {
             // SAFETY: the per-CPU slot is ours, and `maps::Scratch` has room
-            // for an Nft after the Ct at `ct_at` (8-aligned).
-            crate::nft::fill(unsafe { &mut *scratch.cast::<u8>().add(ct_at as usize + CT_SIZE).cast::<Nft>() }, args);
+            // for an Nft after a Ct at `ct_at` (8-aligned; so is a Ct4's end).
+            crate::nft::fill(unsafe { &mut *scratch.cast::<u8>().add(nft_at as usize).cast::<Nft>() }, args);
             // SAFETY: as above.
             unsafe { (*scratch).event.flags |= FLAG_NFT };
-            true
+            nft_at + NFT_SIZE as u32
         }
-        None => false,
+        None => nft_at,
     };
-    let size = ct_at
-        + if with_nft {
-            (CT_SIZE + NFT_SIZE) as u32
-        } else if with_ct {
-            CT_SIZE as u32
-        } else {
-            0
-        };
 
     // `--output-skb` and friends: their record goes first (`skb_dump.rs`).
     if crate::skb_dump::wanted() != 0 {

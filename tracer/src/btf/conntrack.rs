@@ -19,13 +19,16 @@
 //!   `CT_OFFSET_NONE`, a required one makes conntrack unavailable.
 //! - `tuplehash[1]` is `tuplehash`'s offset plus the size of
 //!   `struct nf_conntrack_tuple_hash`: the BTF reader does not index arrays.
+//! - `struct nf_conntrack_tuple` must be laid out as [`NfConntrackTuple`]
+//!   (the eBPF side reads a tuple's fields at fixed places); a kernel that
+//!   differs has conntrack unavailable, with a note saying why.
 
 use std::{path::Path, sync::Arc};
 
 use super::{
     KernelBtf, member, reader::Blob, reader::KIND_ENUM, reader::KIND_ENUM64, reader::KIND_STRUCT, reader::Type,
 };
-use tracer_common::config::{CT_OFFSET_NONE, CT_READ_MAX, CtOffsets, CtTupleOffsets, OFFSET_NONE};
+use tracer_common::config::{CT_OFFSET_NONE, CT_READ_MAX, CtOffsets, NfConntrackTuple, OFFSET_NONE};
 
 /// The module whose BTF has conntrack's types when vmlinux's has not.
 pub const MODULE: &str = "nf_conntrack";
@@ -109,9 +112,23 @@ fn ct_offsets(
     let tuplehash = need("nf_conn", "tuplehash")?;
     let in_hash = need("nf_conntrack_tuple_hash", "tuple")?;
     let hash_size = size("nf_conntrack_tuple_hash").ok_or_else(|| missing("struct nf_conntrack_tuple_hash"))?;
-    let field = |p: &str| need("nf_conntrack_tuple", p);
-    let (src_u3, src_u, l3num) = (field("src.u3")?, field("src.u.all")?, field("src.l3num")?);
-    let (dst_u3, dst_u, protonum) = (field("dst.u3")?, field("dst.u.all")?, field("dst.protonum")?);
+    let tuple_fields = [
+        ("src.u3", core::mem::offset_of!(NfConntrackTuple, src_u3)),
+        ("src.u.all", core::mem::offset_of!(NfConntrackTuple, src_u)),
+        ("src.l3num", core::mem::offset_of!(NfConntrackTuple, l3num)),
+        ("dst.u3", core::mem::offset_of!(NfConntrackTuple, dst_u3)),
+        ("dst.u.all", core::mem::offset_of!(NfConntrackTuple, dst_u)),
+        ("dst.protonum", core::mem::offset_of!(NfConntrackTuple, protonum)),
+    ];
+    for (path, ours) in tuple_fields {
+        let theirs = need("nf_conntrack_tuple", path)?;
+        if theirs as usize != ours {
+            return Err(CtUnavailable(format!(
+                "the kernel's struct nf_conntrack_tuple has {path} at byte {theirs}, where skbtrace reads it at \
+                 {ours}: this kernel's conntrack layout is not supported"
+            )));
+        }
+    }
     let orig = tuplehash + in_hash;
     let reply = tuplehash + hash_size + in_hash;
     let status = need("nf_conn", "status")?;
@@ -121,21 +138,8 @@ fn ct_offsets(
     // the layout unsupported (a debug kernel with a huge spinlock_t?).
     // (offset, size, alignment of the loads)
     let fits = |(off, len, align): (u32, u32, u32)| off != OFFSET_NONE && off + len <= CT_READ_MAX && off % align == 0;
-    let required = [
-        (status, 8, 8),
-        (orig + src_u3, 16, 4),
-        (orig + dst_u3, 16, 4),
-        (orig + src_u, 2, 2),
-        (orig + dst_u, 2, 2),
-        (orig + l3num, 2, 2),
-        (orig + protonum, 1, 1),
-        (reply + src_u3, 16, 4),
-        (reply + dst_u3, 16, 4),
-        (reply + src_u, 2, 2),
-        (reply + dst_u, 2, 2),
-        (reply + l3num, 2, 2),
-        (reply + protonum, 1, 1),
-    ];
+    let tuple = (core::mem::size_of::<NfConntrackTuple>() as u32, core::mem::align_of::<NfConntrackTuple>() as u32);
+    let required = [(status, 8, 8), (orig, tuple.0, tuple.1), (reply, tuple.0, tuple.1)];
     if let Some((off, _, align)) = required.into_iter().find(|f| !fits(*f)) {
         return Err(CtUnavailable(format!(
             "a struct nf_conn field at byte {off} is past the {CT_READ_MAX} bytes skbtrace reads or not \
@@ -149,22 +153,14 @@ fn ct_offsets(
     let read_len = read_len.max().unwrap_or(0);
     // Everything is below CT_READ_MAX now, so every offset fits a u16.
     let short = |off: u32| if off == OFFSET_NONE { CT_OFFSET_NONE } else { off as u16 };
-    let tuple = |base: u32| CtTupleOffsets {
-        src_u3: short(base + src_u3),
-        src_u: short(base + src_u),
-        l3num: short(base + l3num),
-        dst_u3: short(base + dst_u3),
-        dst_u: short(base + dst_u),
-        protonum: short(base + protonum),
-    };
     Ok(CtOffsets {
         skb_nfct,
         status: short(status),
         mark: short(optional[0].0),
         zone_id: short(optional[1].0),
         zone_dir: short(optional[2].0),
-        orig: tuple(orig),
-        reply: tuple(reply),
+        orig: short(orig),
+        reply: short(reply),
         read_len: read_len as u16,
         _pad: 0,
     })
@@ -227,25 +223,10 @@ mod tests {
         };
         eprintln!("{o:#?}");
         assert!(o.skb_nfct < 256, "_nfct is inside the sk_buff prefix read at once");
-        // The reply tuple is one tuple_hash after the original, with the
-        // same inner layout.
-        let step = o.reply.src_u3 - o.orig.src_u3;
+        // The reply tuple is one tuple_hash after the original.
+        let step = o.reply - o.orig;
         assert!(step >= 40, "{step}");
-        for (a, b) in [
-            (o.orig.src_u, o.reply.src_u),
-            (o.orig.l3num, o.reply.l3num),
-            (o.orig.dst_u3, o.reply.dst_u3),
-            (o.orig.dst_u, o.reply.dst_u),
-            (o.orig.protonum, o.reply.protonum),
-        ] {
-            assert_eq!(b - a, step);
-        }
-        // `struct nf_conntrack_tuple`: src {u3, u, l3num}, dst {u3, u, protonum, dir}.
-        assert_eq!(o.orig.src_u, o.orig.src_u3 + 16);
-        assert_eq!(o.orig.l3num, o.orig.src_u + 2);
-        assert_eq!(o.orig.dst_u3, o.orig.src_u3 + 20);
-        assert_eq!(o.orig.protonum, o.orig.dst_u + 2);
-        assert!(o.status > o.reply.protonum);
+        assert!(o.status >= o.reply + 40);
         assert!(o.read_len > o.status && u32::from(o.read_len) <= CT_READ_MAX);
     }
 

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use tracer_common::event::{CT_SIZE, Ct, CtTuple as RawTuple, EVENT_HEADER_SIZE, Event};
+use tracer_common::event::{CT_SIZE, CT4_SIZE, Ct, CtTuple as RawTuple, EVENT_HEADER_SIZE, Event};
 
 use super::*;
 
@@ -213,8 +213,8 @@ fn record(ct: Option<Ct>) -> Vec<u8> {
 fn records_carry_the_block_only_with_the_flag() {
     let names = names();
     let with = record(Some(dnat()));
-    // The header, the 5 packet bytes rounded up to 8, the block.
-    assert_eq!(with.len(), EVENT_HEADER_SIZE + 8 + CT_SIZE);
+    // The header, the 5 packet bytes rounded up to 8, the IPv4 block.
+    assert_eq!(with.len(), EVENT_HEADER_SIZE + 8 + CT4_SIZE);
     let event = Event::from_bytes(&with).expect("an event");
     assert_eq!((event.skb, event.packet()), (0xffff_8881_dead_0000, &b"bytes"[..]), "the event decodes as before");
     let ct = Conntrack::from_record(&with, &names).expect("a ct block");
@@ -227,4 +227,24 @@ fn records_carry_the_block_only_with_the_flag() {
     let mut short = with.clone();
     short.truncate(with.len() - 1);
     assert!(Ct::from_record(&short).is_none());
+}
+
+#[test]
+fn either_block_gives_back_the_entry() {
+    let mut v6 = dnat();
+    v6.orig.l3num = 10;
+    v6.orig.src[3] = 0x0100_0000;
+    let mut wide_status = dnat();
+    wide_status.status |= 1 << 40;
+    let mut untracked = Ct::zeroed();
+    untracked.ctinfo = 7;
+    let mut marked = dnat();
+    (marked.mark, marked.zone, marked.zone_dir, marked.reply.protonum) = (0x42, 5, 3, 6);
+    for (ct, len) in
+        [(dnat(), CT4_SIZE), (marked, CT4_SIZE), (v6, CT_SIZE), (wide_status, CT_SIZE), (untracked, CT_SIZE)]
+    {
+        let bytes = record(Some(ct));
+        assert_eq!(bytes.len(), EVENT_HEADER_SIZE + 8 + len, "{ct:?}");
+        assert_eq!(Ct::from_record(&bytes), Some(ct));
+    }
 }

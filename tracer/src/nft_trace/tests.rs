@@ -27,7 +27,8 @@ fn block(handle: u64, verdict: i32, trace_type: u8, target: &str) -> Nft {
     }
 }
 
-/// A record as the eBPF side sends it: event, conntrack block, nf_tables block.
+/// A record as the eBPF side sends it: event, conntrack block (with
+/// `FLAG_CT`), nf_tables block.
 fn record(flags: u8, nft: Option<Nft>) -> Vec<u8> {
     let ct = (flags & FLAG_CT != 0).then(Ct::zeroed);
     Event::zeroed().to_record(ct.as_ref(), nft.as_ref())
@@ -38,8 +39,10 @@ fn the_block_is_read_only_from_records_that_have_it() {
     let nft = block(4, 0, NFT_TRACETYPE_RULE, "");
     let bytes = record(0, Some(nft));
     assert_eq!(Nft::from_record(&bytes), Some(nft));
-    assert_eq!(Ct::from_record(&bytes), None, "the conntrack block is sent but empty without FLAG_CT");
-    assert!(Ct::from_record(&record(FLAG_CT, Some(nft))).is_some());
+    assert_eq!(Ct::from_record(&bytes), None, "no FLAG_CT");
+    let both = record(FLAG_CT, Some(nft));
+    assert!(Ct::from_record(&both).is_some());
+    assert_eq!(Nft::from_record(&both), Some(nft), "after the conntrack block");
     assert_eq!(Nft::from_record(&record(FLAG_CT, None)), None, "no FLAG_NFT");
     assert_eq!(Nft::from_record(&bytes[..bytes.len() - 1]), None, "too short");
 }
