@@ -11,7 +11,7 @@
 //! Time is the events' own (`ktime_ns`): a story is idle when the newest
 //! event is `--explain-idle` past its last one; what is still open at the
 //! end ends then. Per event this costs a hash lookup and a push onto the
-//! story's list (names are the resolver's shared `Arc<str>`).
+//! story's list (names are the resolver's shared `Rc<str>`).
 
 pub mod context;
 pub mod evidence;

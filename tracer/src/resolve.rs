@@ -1,9 +1,15 @@
 //! Turns a wire [`Event`] into a [`TraceEvent`]: function, drop reason and
 //! location, process, kernel stack, tuple and time, with every name taken
-//! from a cache (`Arc<str>`), so that resolving allocates nothing per event
+//! from a cache ([`Name`]), so that resolving allocates nothing per event
 //! once the names are known. Consumers get these and never touch the kernel.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, rc::Rc};
+
+/// A resolved name (function, drop reason, location, process, netns),
+/// shared between the resolver's cache and every event that carries it. `Rc`,
+/// not `Arc`: events stay on the event loop's thread, and the atomic counts
+/// were a tenth of a JSON line (perf, benches/format.rs).
+pub type Name = Rc<str>;
 
 use aya::maps::{MapData, StackTraceMap};
 use tracer_common::{
@@ -28,21 +34,21 @@ pub struct TraceEvent {
     /// The event as the kernel sent it: numbers and packet bytes.
     pub raw: Event,
     /// The kernel function (kprobes) or tracepoint.
-    pub func: Arc<str>,
+    pub func: Name,
     /// Set where the skb was dropped with a reason.
     pub drop: Option<Dropped>,
     /// The caller of the traced function (`--output-caller`), when it is not
     /// a drop's location.
-    pub caller: Option<Arc<str>>,
+    pub caller: Option<Name>,
     /// `exe:pid`, comm when the process is gone.
-    pub process: Arc<str>,
+    pub process: Name,
     pub tuple: Tuple,
     /// Kernel stack, innermost first (`--output-stack`).
-    pub stack: Vec<Arc<str>>,
+    pub stack: Vec<Name>,
     /// The `--timestamp` value, when one was asked for.
     pub time: Option<Time>,
     /// The netns's name (`--output-netns-names`), when it has one.
-    pub netns_name: Option<Arc<str>>,
+    pub netns_name: Option<Name>,
     /// VXLAN or Geneve inside the packet (`--output-tunnel`).
     pub tunnel: Option<Tunnel>,
     /// `--output-skb-metadata`, `--output-skb-cb`, `--output-skb`,
@@ -62,10 +68,10 @@ pub struct Dropped {
     pub code: u32,
     /// `SKB_DROP_REASON_*` by the kernel's own name, or the number as text
     /// when this kernel does not name it.
-    pub name: Arc<str>,
+    pub name: Name,
     /// `symbol+0xoff`: the tracepoint's location, or the caller of the drop
     /// function (kprobes, `--output-caller`).
-    pub location: Option<Arc<str>>,
+    pub location: Option<Name>,
 }
 
 /// A `--timestamp` value with pwru's meanings, formatted by each printer.
@@ -202,11 +208,11 @@ pub fn c_str(bytes: &[u8]) -> &str {
 pub struct Resolver<'a> {
     kallsyms: &'a Kallsyms,
     /// Indexed by probe id (tracepoints).
-    probes: Vec<Arc<str>>,
+    probes: Vec<Name>,
     reasons: &'a DropReasons,
-    reason_names: FastMap<u32, Arc<str>>,
-    symbols: FastMap<u64, Arc<str>>,
-    processes: FastMap<u32, Arc<str>>,
+    reason_names: FastMap<u32, Name>,
+    symbols: FastMap<u64, Name>,
+    processes: FastMap<u32, Name>,
     /// The STACKS map, under `--output-stack`.
     stacks: Option<StackTraceMap<MapData>>,
     wanted: Wanted,
@@ -220,7 +226,7 @@ pub struct Resolver<'a> {
 }
 
 /// Netns names as the events carry them, or `None` for a nameless netns.
-type NamesByInode = FastMap<u32, Option<Arc<str>>>;
+type NamesByInode = FastMap<u32, Option<Name>>;
 
 /// The maps looked up for every event.
 type FastMap<K, V> = foldhash::HashMap<K, V>;
@@ -239,7 +245,7 @@ impl<'a> Resolver<'a> {
     ) -> Self {
         Self {
             kallsyms,
-            probes: probes.iter().map(|p| Arc::from(p.name.as_str())).collect(),
+            probes: probes.iter().map(|p| Name::from(p.name.as_str())).collect(),
             reasons,
             reason_names: FastMap::default(),
             symbols: FastMap::default(),
@@ -304,19 +310,19 @@ impl<'a> Resolver<'a> {
 
     /// A probe as the LOST map keys it: the function's address (kprobes)
     /// or the probe id (tracepoints).
-    pub fn site_name(&mut self, key: u64) -> Arc<str> {
+    pub fn site_name(&mut self, key: u64) -> Name {
         match usize::try_from(key).ok().and_then(|i| self.probes.get(i)) {
             Some(name) => name.clone(),
             None => self.symbol(key),
         }
     }
 
-    fn symbol(&mut self, addr: u64) -> Arc<str> {
+    fn symbol(&mut self, addr: u64) -> Name {
         let k = self.kallsyms;
         self.symbols.entry(addr).or_insert_with(|| k.describe(addr).into()).clone()
     }
 
-    fn process(&mut self, pid: u32, comm: &[u8; 16]) -> Arc<str> {
+    fn process(&mut self, pid: u32, comm: &[u8; 16]) -> Name {
         self.processes
             .entry(pid)
             .or_insert_with(|| {
@@ -327,7 +333,7 @@ impl<'a> Resolver<'a> {
             .clone()
     }
 
-    fn stack(&mut self, id: i32) -> Vec<Arc<str>> {
+    fn stack(&mut self, id: i32) -> Vec<Name> {
         let (Some(map), Ok(id)) = (&self.stacks, u32::try_from(id)) else { return Vec::new() };
         let Ok(trace) = map.get(&id, 0) else { return Vec::new() };
         let ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
@@ -356,9 +362,9 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn netns_name(&mut self, inode: u32) -> Option<Arc<str>> {
+    fn netns_name(&mut self, inode: u32) -> Option<Name> {
         let (names, cache) = self.netns_names.as_mut()?;
-        cache.entry(inode).or_insert_with(|| names.name(inode).map(Arc::from)).clone()
+        cache.entry(inode).or_insert_with(|| names.name(inode).map(Name::from)).clone()
     }
 }
 

@@ -5,21 +5,21 @@
 //! long story is elided, its first and last steps are kept).
 //!
 //! A [`Step`] is the part of a [`TraceEvent`] a story needs, without the
-//! packet bytes: names stay the resolver's `Arc<str>`, so keeping a step
+//! packet bytes: names stay the resolver's shared `Name`s, so keeping a step
 //! allocates nothing beyond the story's own list.
 //!
 //! Longer than 400 lines: the story, its table and its hops share one
 //! invariant (a step list per skb that ends exactly once) and are read together.
 
 use crate::conntrack::Conntrack;
-use std::{collections::VecDeque, sync::Arc};
+use std::{collections::VecDeque, rc::Rc};
 
 // Looked up for every event, by skb address.
 use foldhash::HashMap;
 
 use crate::{
     decode::Tuple,
-    resolve::{Dropped, TraceEvent, c_str},
+    resolve::{Dropped, Name, TraceEvent, c_str},
 };
 
 /// What an event says about the packet's path, from the function or
@@ -99,7 +99,7 @@ impl Kind {
 pub struct Step {
     pub ktime_ns: u64,
     pub kind: Kind,
-    pub func: Arc<str>,
+    pub func: Name,
     pub drop: Option<Dropped>,
     pub netns: u32,
     pub ifindex: u32,
@@ -108,7 +108,7 @@ pub struct Step {
     pub len: u32,
     pub mtu: u32,
     pub pid: u32,
-    pub process: Arc<str>,
+    pub process: Name,
     pub tuple: Tuple,
 }
 
@@ -300,7 +300,7 @@ pub struct StoryTable {
     /// steps after it (`kfree_skbmem`, `skb_release_*`) belong to that
     /// story. The address is not reused before `kfree_skbmem` returns.
     dropped: HashMap<u64, u64>,
-    kinds: HashMap<usize, (Arc<str>, Kind)>,
+    kinds: HashMap<usize, (Name, Kind)>,
 }
 
 impl StoryTable {
@@ -318,10 +318,10 @@ impl StoryTable {
 
     /// The kind of a function, cached by the interned name's address (the
     /// cache holds the `Arc`, so the address cannot be reused).
-    pub fn kind(&mut self, func: &Arc<str>) -> Kind {
-        let key = Arc::as_ptr(func) as *const u8 as usize;
+    pub fn kind(&mut self, func: &Name) -> Kind {
+        let key = Rc::as_ptr(func) as *const u8 as usize;
         match self.kinds.get(&key) {
-            Some((name, kind)) if Arc::ptr_eq(name, func) => *kind,
+            Some((name, kind)) if Rc::ptr_eq(name, func) => *kind,
             _ => {
                 let kind = Kind::of(func);
                 self.kinds.insert(key, (func.clone(), kind));

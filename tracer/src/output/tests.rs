@@ -4,8 +4,6 @@ use tracer_common::{
     event::{Capture, FLAG_HAS_REASON},
 };
 
-use std::sync::Arc;
-
 use super::{Consumer, json::JsonPrinter, text::TextPrinter};
 use crate::{
     cli::Timestamp,
@@ -142,7 +140,7 @@ fn json_strings_are_escaped_and_every_key_is_there() {
     let stack = ["ip_rcv+0x10", "odd \"frame\"\\\n"];
     let mut e = resolved(ev);
     e.process = "a \"quoted\" exe\\path:1".into();
-    e.stack = stack.iter().map(|f| Arc::from(*f)).collect();
+    e.stack = stack.iter().map(|f| (*f).into()).collect();
     e.caller = e.drop.take().and_then(|d| d.location);
     let mut out = Vec::new();
     JsonPrinter::new(&mut out).event(&e).unwrap();

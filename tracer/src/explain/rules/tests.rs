@@ -5,7 +5,7 @@
 //! Longer than 400 lines: one test per rule and per way it declines, each a
 //! few recorded events; kept together so the rule table's coverage reads at once.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr};
 
 use etherparse::PacketBuilder;
 use tracer_common::{
@@ -143,7 +143,7 @@ pub fn event(e: Ev<'_>, ktime_ns: u64) -> TraceEvent {
         func: e.func.into(),
         drop,
         caller: None,
-        process: Arc::from("proc:99"),
+        process: "proc:99".into(),
         tuple: decode::tuple(Capture::Network, &raw.data[..pkt.len()]),
         stack: Vec::new(),
         time: None,
