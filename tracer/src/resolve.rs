@@ -8,7 +8,7 @@ use std::{collections::HashMap, rc::Rc};
 /// A resolved name (function, drop reason, location, process, netns),
 /// shared between the resolver's cache and every event that carries it. `Rc`,
 /// not `Arc`: events stay on the event loop's thread, and the atomic counts
-/// were a tenth of a JSON line (perf, benches/format.rs).
+/// were about 6 % of a JSON line (perf, benches/format.rs).
 pub type Name = Rc<str>;
 
 use aya::maps::{MapData, StackTraceMap};
