@@ -145,8 +145,6 @@ pub struct Host {
     /// netns → key → when it was read and what. By netns first, so that a
     /// lookup needs no owned key: every verdict asks a few of these.
     cache: HashMap<u32, HashMap<String, Read>>,
-    /// Entries in `cache`, to bound it.
-    cached: usize,
 }
 
 /// When a value was read, and what was read (or why it could not be).
@@ -211,13 +209,11 @@ impl Host {
             None => Err(format!("netns {netns} is gone (no /run/netns entry or process holds it)")),
             Some(path) => crate::netns::within(&path, || Ok(f())).unwrap_or_else(|e| Err(format!("{e:#}"))),
         };
-        if self.cached > 4096 {
+        // Counted only here, once per value read: lookups stay free.
+        if self.cache.values().map(HashMap::len).sum::<usize>() > 4096 {
             self.cache.clear();
-            self.cached = 0;
         }
-        if self.cache.entry(netns).or_default().insert(key.to_owned(), (Instant::now(), value.clone())).is_none() {
-            self.cached += 1;
-        }
+        self.cache.entry(netns).or_default().insert(key.to_owned(), (Instant::now(), value.clone()));
         value
     }
 }

@@ -147,8 +147,8 @@ fn a_delivered_skb_s_free_is_part_of_its_story() {
     assert!(out.contains("verdict: delivered to proc:99 on 10.0.0.2:4000 in netns 7 (blue)"), "{out}");
 }
 
-/// The text block, whole: NAT across two netns and a drop, a delivery, an
-/// idle story and one open at exit.
+/// The text block, whole: NAT across two netns and a drop, two stories
+/// that went idle (UDP at a socket queue, a TCP SYN) and one open at exit.
 #[test]
 fn stories_print_as_before() {
     let (mut x, _) = explainer(Format::Text, 10);
